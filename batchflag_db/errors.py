@@ -1,0 +1,125 @@
+"""The exceptions batchflag-db raises, and the server error numbers they stand for."""
+
+from __future__ import annotations
+
+from typing import Any
+
+__all__ = [
+    "BatchFlagError",
+    "BatchNotFoundError",
+    "ConfigurationError",
+    "DatabaseConnectionError",
+    "InvalidBatchIdError",
+    "SchemaNotReadyError",
+    "TransactionConflictError",
+    "from_driver_error",
+]
+
+# Error numbers the procedures SIGNAL (all with SQLSTATE 45000). The SQL files use
+# the same numbers; tests/test_sql_files.py checks the two agree.
+ER_INVALID_BATCH_ID = 45001
+ER_BATCH_NOT_FOUND = 45002
+ER_LOCK_ROW_MISSING = 45003
+
+# Server errors after which the whole transaction must be retried.
+ER_LOCK_WAIT_TIMEOUT = 1205
+ER_LOCK_DEADLOCK = 1213
+
+# Errors meaning "could not reach or log in to the server".
+_CONNECTION_ERRNOS = (1044, 1045, 1049, 2002, 2003, 2005, 2006, 2013)
+
+# Server errors that mean "the migrations have not been applied here".
+_ER_NO_SUCH_TABLE = 1146
+_ER_BAD_FIELD_ERROR = 1054
+_ER_SP_DOES_NOT_EXIST = 1305
+
+
+class BatchFlagError(Exception):
+    """Base class: every error batchflag-db raises is one of these.
+
+    Attributes:
+        errno: The server's error number, when the error came from the server.
+        sqlstate: The server's SQLSTATE, when known.
+    """
+
+    def __init__(self, message: str, *, errno: int | None = None, sqlstate: str | None = None):
+        super().__init__(message)
+        self.errno = errno
+        self.sqlstate = sqlstate
+
+
+class InvalidBatchIdError(BatchFlagError, ValueError):
+    """Raised when a batch id is not a positive integer that fits a signed BIGINT."""
+
+
+class BatchNotFoundError(BatchFlagError, LookupError):
+    """Raised when no row of batchStatus has the given id."""
+
+
+class SchemaNotReadyError(BatchFlagError):
+    """Raised when the table, key column or procedures are missing: the migrations are not applied."""
+
+
+class TransactionConflictError(BatchFlagError):
+    """Raised when the server aborted a flip for a deadlock (1213) or lock wait timeout (1205).
+
+    After 1213 the server has rolled back the caller's whole transaction: retry it from the start.
+    """
+
+
+class DatabaseConnectionError(BatchFlagError):
+    """Raised when the server cannot be reached, refuses the login, or lacks the database."""
+
+
+class ConfigurationError(BatchFlagError):
+    """Raised when no database URL (or environment) is configured, or it is malformed."""
+
+
+_SCHEMA_HINT = "schema not migrated: run `batchflag upgrade` (or `alembic upgrade head`)"
+
+_BY_ERRNO: dict[int, type[BatchFlagError]] = {
+    ER_INVALID_BATCH_ID: InvalidBatchIdError,
+    ER_BATCH_NOT_FOUND: BatchNotFoundError,
+    ER_LOCK_ROW_MISSING: SchemaNotReadyError,
+    _ER_NO_SUCH_TABLE: SchemaNotReadyError,
+    _ER_BAD_FIELD_ERROR: SchemaNotReadyError,
+    _ER_SP_DOES_NOT_EXIST: SchemaNotReadyError,
+    ER_LOCK_WAIT_TIMEOUT: TransactionConflictError,
+    ER_LOCK_DEADLOCK: TransactionConflictError,
+    **dict.fromkeys(_CONNECTION_ERRNOS, DatabaseConnectionError),
+}
+
+
+def driver_error_details(exc: BaseException) -> tuple[int | None, str | None, str]:
+    """Return (errno, sqlstate, message) of a DB-API error from any MySQL driver.
+
+    Works for PyMySQL and mysqlclient (``args == (errno, message)``) and
+    mysql-connector-python (``.errno``, ``.sqlstate``, ``.msg``); unwraps
+    SQLAlchemy's ``DBAPIError`` through its ``orig`` attribute.
+    """
+    orig: Any = getattr(exc, "orig", None) or exc
+    errno = getattr(orig, "errno", None)
+    message = getattr(orig, "msg", None)
+    args = getattr(orig, "args", ())
+    if errno is None and len(args) >= 1 and isinstance(args[0], int):
+        errno = args[0]
+    if message is None:
+        message = str(args[1]) if len(args) >= 2 else str(orig)
+    sqlstate = getattr(orig, "sqlstate", None)
+    return (errno if isinstance(errno, int) else None), sqlstate, str(message)
+
+
+def from_driver_error(exc: BaseException) -> BatchFlagError | None:
+    """Translate a driver error into a :class:`BatchFlagError`, or None if it has no errno.
+
+    Errors the table above does not name become a plain :class:`BatchFlagError`
+    carrying the server's errno and message. The caller raises the result
+    ``from exc`` so the driver error stays as ``__cause__``.
+    """
+    errno, sqlstate, message = driver_error_details(exc)
+    if errno is None:
+        return None
+    cls = _BY_ERRNO.get(errno, BatchFlagError)
+    if cls is SchemaNotReadyError and errno != ER_LOCK_ROW_MISSING:
+        message = f"{_SCHEMA_HINT} ({message})"
+    return cls(message, errno=errno, sqlstate=sqlstate)

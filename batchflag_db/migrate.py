@@ -1,0 +1,74 @@
+"""Running the Alembic migrations from Python (the CLI and the tests use this)."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import create_engine, pool
+from sqlalchemy.engine import URL
+
+from batchflag_db._resources import data_root
+from batchflag_db._schema import VERSION_TABLE
+from batchflag_db.config import normalize_url
+
+__all__ = ["alembic_config", "current_revision", "downgrade", "head_revision", "upgrade"]
+
+log = logging.getLogger(__name__)
+
+
+def alembic_config(url: str | URL | None = None, **attributes: Any) -> Config:
+    """Return an Alembic :class:`Config` for this package's migrations.
+
+    Args:
+        url: The database URL; stored in ``config.attributes``, never in a file.
+        **attributes: Extra attributes for ``migrations/env.py`` (e.g. ``keep_current``).
+    """
+    root = data_root()
+    config = Config(str(root / "alembic.ini"))
+    config.set_main_option("script_location", str(root / "migrations"))
+    config.attributes["configure_logger"] = False
+    if url is not None:
+        config.attributes["url"] = normalize_url(url).render_as_string(hide_password=False)
+    config.attributes.update(attributes)
+    return config
+
+
+def upgrade(url: str | URL, revision: str = "head", *, keep_current: int | None = None) -> None:
+    """Upgrade the database at ``url`` to ``revision``.
+
+    Args:
+        url: The database URL.
+        revision: Target revision (default ``head``).
+        keep_current: When several rows are already current, the one to keep
+            (default: the newest).
+    """
+    command.upgrade(alembic_config(url, keep_current=keep_current), revision)
+
+
+def downgrade(url: str | URL, revision: str) -> None:
+    """Downgrade the database at ``url`` to ``revision`` (``base`` removes everything but data)."""
+    command.downgrade(alembic_config(url), revision)
+
+
+def head_revision() -> str:
+    """Return the newest revision this version of batchflag-db ships."""
+    head = ScriptDirectory.from_config(alembic_config()).get_current_head()
+    if head is None:  # pragma: no cover - the package always ships revisions
+        raise RuntimeError("no migrations found")
+    return head
+
+
+def current_revision(url: str | URL) -> str | None:
+    """Return the revision the database at ``url`` is at, or None if never migrated."""
+    engine = create_engine(normalize_url(url), poolclass=pool.NullPool)
+    try:
+        with engine.connect() as conn:
+            context = MigrationContext.configure(conn, opts={"version_table": VERSION_TABLE})
+            return context.get_current_revision()
+    finally:
+        engine.dispose()

@@ -1,0 +1,68 @@
+"""Alembic environment for batchflag-db.
+
+The URL comes from, in order: ``config.attributes["url"]`` (the Python runner),
+``-x url=URL``, ``-x env=NAME`` (``BATCHFLAG_<NAME>_DATABASE_URL``), ``BATCHFLAG_DATABASE_URL``.
+"""
+
+from __future__ import annotations
+
+from logging.config import fileConfig
+
+from alembic import context
+from alembic.util import CommandError
+from sqlalchemy import create_engine, pool
+
+from batchflag_db._schema import VERSION_TABLE
+from batchflag_db.config import normalize_url, resolve_url
+from batchflag_db.errors import ConfigurationError
+
+config = context.config
+if config.config_file_name is not None and config.attributes.get("configure_logger", True):
+    fileConfig(config.config_file_name, disable_existing_loggers=False)
+
+x_args = context.get_x_argument(as_dictionary=True)
+
+
+def _url() -> str:
+    given = config.attributes.get("url")
+    try:
+        if given:
+            return normalize_url(given).render_as_string(hide_password=False)
+        return resolve_url(x_args.get("url"), x_args.get("env")).render_as_string(
+            hide_password=False
+        )
+    except ConfigurationError as exc:
+        if context.is_offline_mode():
+            # A script needs only the dialect, not a server.
+            return "mysql+pymysql://"
+        raise CommandError(str(exc)) from None
+
+
+def run_migrations_offline() -> None:
+    context.configure(
+        url=_url(),
+        literal_binds=True,
+        version_table=VERSION_TABLE,
+        transaction_per_migration=True,
+    )
+    with context.begin_transaction():
+        context.run_migrations()
+
+
+def run_migrations_online() -> None:
+    engine = create_engine(_url(), poolclass=pool.NullPool)
+    with engine.connect() as connection:
+        context.configure(
+            connection=connection,
+            version_table=VERSION_TABLE,
+            transaction_per_migration=True,
+        )
+        with context.begin_transaction():
+            context.run_migrations()
+    engine.dispose()
+
+
+if context.is_offline_mode():
+    run_migrations_offline()
+else:
+    run_migrations_online()

@@ -1,0 +1,145 @@
+"""invariant: at most one current batch, enforced by a UNIQUE index
+
+Adds the generated column ``currentBatchKey = IF(currentBatch <> 0, 1, NULL)``
+(VIRTUAL, so it is added instantly without rewriting the table) and a UNIQUE
+index on it, built online (``ALGORITHM=INPLACE, LOCK=NONE``): writers are not
+blocked. NULLs never collide, so at most one row can be current, whoever writes.
+
+Before any DDL it checks the data: where several rows are current it keeps the
+newest (highest id), or the one named by ``-x keep_current=ID``, and clears the
+others, logging every id it clears. No row is ever deleted.
+
+Revision ID: 0002
+Revises: 0001
+Create Date: 2026-11-28
+"""
+
+from __future__ import annotations
+
+import logging
+
+from alembic import context
+
+from batchflag_db import _ddl
+
+revision = "0002"
+down_revision = "0001"
+branch_labels = None
+depends_on = None
+
+log = logging.getLogger("batchflag_db.migrations")
+
+_ADD_COLUMN = (
+    "ALTER TABLE `batchStatus` ADD COLUMN `currentBatchKey` TINYINT "
+    "GENERATED ALWAYS AS (IF(`currentBatch` <> 0, 1, NULL)) VIRTUAL"
+)
+_ADD_INDEX = (
+    "ALTER TABLE `batchStatus` ADD UNIQUE INDEX `uq_batchStatus_currentBatchKey` (`currentBatchKey`)"
+)
+_ER_DUP_ENTRY = 1062
+_INDEX_ATTEMPTS = 3
+
+
+def _keep_current() -> int | None:
+    raw = context.get_x_argument(as_dictionary=True).get("keep_current")
+    if raw is None:
+        raw = context.config.attributes.get("keep_current")
+    if raw is None or raw == "":
+        return None
+    try:
+        value = int(str(raw))
+    except ValueError:
+        raise RuntimeError(f"keep_current={raw!r} is not a batch id") from None
+    return value
+
+
+def _clear_extra_current_rows(keep: int | None) -> None:
+    """Leave at most one row current; fail, changing nothing, on a bad keep_current."""
+    current = [
+        (int(r[0]), r[1])
+        for r in _ddl.rows(
+            "SELECT `id`, `currentBatch` FROM `batchStatus` WHERE `currentBatch` <> 0 "
+            "ORDER BY `id`"
+        )
+    ]
+    ids = [row_id for row_id, _ in current]
+    if keep is not None and len(ids) > 1 and keep not in ids:
+        raise RuntimeError(
+            f"keep_current={keep}: batch {keep} is not one of the current batches {ids}; "
+            "name one of them"
+        )
+    if len(ids) <= 1:
+        return
+    kept = keep if keep is not None else ids[-1]
+    for row_id, value in current:
+        if row_id == kept:
+            continue
+        _ddl.execute("UPDATE `batchStatus` SET `currentBatch` = 0 WHERE `id` = :id", id=row_id)
+        log.warning(
+            "cleared currentBatch on batch %s (was %s): several batches were current, "
+            "kept batch %s",
+            row_id,
+            value,
+            kept,
+        )
+
+
+def _column_exists() -> bool:
+    return bool(
+        _ddl.scalar(
+            "SELECT COUNT(*) FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = DATABASE() "
+            "AND TABLE_NAME = 'batchStatus' AND COLUMN_NAME = 'currentBatchKey'"
+        )
+    )
+
+
+def _index_exists() -> bool:
+    return bool(
+        _ddl.scalar(
+            "SELECT COUNT(*) FROM information_schema.STATISTICS WHERE TABLE_SCHEMA = DATABASE() "
+            "AND TABLE_NAME = 'batchStatus' AND INDEX_NAME = 'uq_batchStatus_currentBatchKey'"
+        )
+    )
+
+
+def upgrade() -> None:
+    if _ddl.is_offline():
+        keep = _keep_current()
+        keeper = (
+            str(keep)
+            if keep is not None
+            else "(SELECT MAX(`id`) FROM (SELECT `id` FROM `batchStatus` "
+            "WHERE `currentBatch` <> 0) AS `newest_current`)"
+        )
+        _ddl.run(
+            "UPDATE `batchStatus` SET `currentBatch` = 0 "
+            f"WHERE `currentBatch` <> 0 AND `id` <> {keeper}"
+        )
+        _ddl.alter_online(_ADD_COLUMN, "ALGORITHM=INSTANT")
+        _ddl.alter_online(_ADD_INDEX, "ALGORITHM=INPLACE, LOCK=NONE")
+        return
+
+    keep = _keep_current()
+    _clear_extra_current_rows(keep)
+    if not _column_exists():
+        _ddl.alter_online(_ADD_COLUMN, "ALGORITHM=INSTANT")
+    # A writer may flag a second row between the check and the index build; the
+    # build then fails with a duplicate and changes nothing, so check again and retry.
+    for attempt in range(1, _INDEX_ATTEMPTS + 1):
+        if _index_exists():
+            break
+        try:
+            _ddl.alter_online(_ADD_INDEX, "ALGORITHM=INPLACE, LOCK=NONE")
+        except Exception as exc:
+            errno = getattr(getattr(exc, "orig", None), "args", (None,))[0]
+            if errno != _ER_DUP_ENTRY or attempt == _INDEX_ATTEMPTS:
+                raise
+            log.warning("a second current batch appeared during the index build; retrying")
+            _clear_extra_current_rows(keep)
+
+
+def downgrade() -> None:
+    if _ddl.is_offline() or _index_exists():
+        _ddl.run("ALTER TABLE `batchStatus` DROP INDEX `uq_batchStatus_currentBatchKey`")
+    if _ddl.is_offline() or _column_exists():
+        _ddl.run("ALTER TABLE `batchStatus` DROP COLUMN `currentBatchKey`")

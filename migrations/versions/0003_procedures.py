@@ -1,0 +1,42 @@
+"""procedures: set_current_batch and unset_current_batch, version 1
+
+Creates the one-row serialization table ``currentBatchLock`` and the two
+procedures from ``sql/procedures/*/v1.sql``. Those files are released: a change
+to a procedure is a new file and a new revision, so this revision never changes.
+
+Revision ID: 0003
+Revises: 0002
+Create Date: 2026-11-28
+"""
+
+from __future__ import annotations
+
+from batchflag_db import _ddl
+
+revision = "0003"
+down_revision = "0002"
+branch_labels = None
+depends_on = None
+
+_CREATE_LOCK_TABLE = """
+CREATE TABLE IF NOT EXISTS `currentBatchLock` (
+    `id` TINYINT NOT NULL,
+    `flipCount` BIGINT UNSIGNED NOT NULL DEFAULT 0,
+    PRIMARY KEY (`id`)
+) ENGINE=InnoDB COMMENT='batchflag-db: every flip locks this row first'
+"""
+
+
+def upgrade() -> None:
+    _ddl.run(_CREATE_LOCK_TABLE)
+    _ddl.run("INSERT IGNORE INTO `currentBatchLock` (`id`, `flipCount`) VALUES (1, 0)")
+    _ddl.run("DROP PROCEDURE IF EXISTS `set_current_batch`")
+    _ddl.run_routine("procedures/set_current_batch/v1.sql")
+    _ddl.run("DROP PROCEDURE IF EXISTS `unset_current_batch`")
+    _ddl.run_routine("procedures/unset_current_batch/v1.sql")
+
+
+def downgrade() -> None:
+    _ddl.run("DROP PROCEDURE IF EXISTS `unset_current_batch`")
+    _ddl.run("DROP PROCEDURE IF EXISTS `set_current_batch`")
+    _ddl.run("DROP TABLE IF EXISTS `currentBatchLock`")
