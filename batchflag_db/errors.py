@@ -16,10 +16,12 @@ __all__ = [
 ]
 
 # Error numbers the procedures SIGNAL (all with SQLSTATE 45000). The SQL files use
-# the same numbers; tests/test_sql_files.py checks the two agree.
-ER_INVALID_BATCH_ID = 45001
-ER_BATCH_NOT_FOUND = 45002
-ER_LOCK_ROW_MISSING = 45003
+# the same numbers; tests/test_sql_files.py checks the two agree. They stay below
+# 32768 because PyMySQL reads the errno as a signed 16-bit number, and inside
+# MySQL's 10000-49999 range, which the server uses only for its own log.
+ER_INVALID_BATCH_ID = 31001
+ER_BATCH_NOT_FOUND = 31002
+ER_LOCK_ROW_MISSING = 31003
 
 # Server errors after which the whole transaction must be retried.
 ER_LOCK_WAIT_TIMEOUT = 1205
@@ -106,6 +108,8 @@ def driver_error_details(exc: BaseException) -> tuple[int | None, str | None, st
     if message is None:
         message = str(args[1]) if len(args) >= 2 else str(orig)
     sqlstate = getattr(orig, "sqlstate", None)
+    if isinstance(errno, int) and errno < 0:  # PyMySQL: errno read as a signed 16-bit int
+        errno += 65536
     return (errno if isinstance(errno, int) else None), sqlstate, str(message)
 
 

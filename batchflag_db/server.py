@@ -209,7 +209,19 @@ class ThrowawayServer:
                     ) from None
                 time.sleep(0.1)
 
+    def _socket_answers(self) -> bool:
+        if not os.path.exists(self.socket):
+            return False
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
+            try:
+                probe.connect(self.socket)
+            except OSError:
+                return False
+        return True
+
     def _prepare_accounts(self) -> None:
+        if not self._socket_answers():
+            raise pymysql.err.OperationalError(2002, "not listening yet")
         # Over the socket, root exists on every flavour; make root@127.0.0.1 usable over TCP.
         conn = pymysql.connect(unix_socket=self.socket, user="root", password="", connect_timeout=2)
         try:

@@ -33,7 +33,7 @@ BEGIN
     IF p_batch_id IS NULL OR p_batch_id <= 0 THEN
         SET v_message = CONCAT('invalid batch id ', COALESCE(p_batch_id, 'NULL'),
                                ': a batch id is a positive integer');
-        SIGNAL SQLSTATE '45000' SET MYSQL_ERRNO = 45001, MESSAGE_TEXT = v_message;
+        SIGNAL SQLSTATE '45000' SET MYSQL_ERRNO = 31001, MESSAGE_TEXT = v_message;
     END IF;
 
     IF @@autocommit = 0 THEN
@@ -54,7 +54,7 @@ BEGIN
 
     UPDATE currentBatchLock SET flipCount = flipCount + 1 WHERE id = 1;
     IF ROW_COUNT() = 0 THEN
-        SIGNAL SQLSTATE '45000' SET MYSQL_ERRNO = 45003,
+        SIGNAL SQLSTATE '45000' SET MYSQL_ERRNO = 31003,
             MESSAGE_TEXT = 'the row of currentBatchLock is missing: run `batchflag doctor`';
     END IF;
 
@@ -62,7 +62,7 @@ BEGIN
         FROM batchStatus WHERE id = p_batch_id FOR UPDATE;
     IF v_target IS NULL THEN
         SET v_message = CONCAT('batch ', p_batch_id, ' does not exist in batchStatus');
-        SIGNAL SQLSTATE '45000' SET MYSQL_ERRNO = 45002, MESSAGE_TEXT = v_message;
+        SIGNAL SQLSTATE '45000' SET MYSQL_ERRNO = 31002, MESSAGE_TEXT = v_message;
     END IF;
 
     IF v_key = 1 THEN
