@@ -35,3 +35,12 @@ COLUMN_ADDED_COMMENT = "added by batchflag-db"
 
 MAX_BATCH_ID = 2**63 - 1
 """Largest id the procedures accept (their parameter is a signed BIGINT)."""
+
+CURRENT_ROUTINE_FILES = {
+    SET_PROCEDURE: "procedures/set_current_batch/v1.sql",
+    UNSET_PROCEDURE: "procedures/unset_current_batch/v1.sql",
+}
+"""The SQL file (under ``sql/``) of each routine at head. A revision that ships a new
+version of a routine adds its file and updates this map; `batchflag doctor` compares
+the server's routine bodies with these files. Revisions themselves name their files
+explicitly and never read this map."""
