@@ -209,21 +209,24 @@ class ThrowawayServer:
                     ) from None
                 time.sleep(0.1)
 
-    def _socket_answers(self) -> bool:
-        if not os.path.exists(self.socket):
-            return False
-        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
-            try:
-                probe.connect(self.socket)
-            except OSError:
-                return False
-        return True
+    def _socket_connection(self) -> pymysql.Connection:
+        """Connect as root over the unix socket, never leaking the socket on failure."""
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            sock.settimeout(2)
+            sock.connect(self.socket)
+        except OSError as exc:
+            sock.close()
+            raise pymysql.err.OperationalError(2002, f"not listening yet: {exc}") from None
+        conn = pymysql.Connection(
+            unix_socket=self.socket, user="root", password="", defer_connect=True
+        )
+        conn.connect(sock)  # closes the socket itself if the handshake fails
+        return conn
 
     def _prepare_accounts(self) -> None:
-        if not self._socket_answers():
-            raise pymysql.err.OperationalError(2002, "not listening yet")
         # Over the socket, root exists on every flavour; make root@127.0.0.1 usable over TCP.
-        conn = pymysql.connect(unix_socket=self.socket, user="root", password="", connect_timeout=2)
+        conn = self._socket_connection()
         try:
             with conn.cursor() as cur:
                 cur.execute("CREATE USER IF NOT EXISTS 'root'@'127.0.0.1' IDENTIFIED BY ''")

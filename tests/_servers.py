@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import socket
 from collections.abc import Iterator
 
 from batchflag_db.config import normalize_url
@@ -25,14 +26,34 @@ NO_SERVER_MESSAGE = (
 )
 
 
-def _docker_answers() -> str | None:
-    """Return None if a Docker engine answers, else why not."""
-    try:
-        import docker  # noqa: PLC0415 - optional, only needed on this path
+def _docker_answers(environ: dict[str, str]) -> str | None:
+    """Return None if a Docker engine answers /_ping, else why not.
 
-        docker.from_env().ping()
-    except Exception as exc:  # noqa: BLE001 - any failure means "no engine"
-        return f"{type(exc).__name__}: {exc}"
+    Probed with a plain socket: docker-py leaks its socket when the engine is absent.
+    """
+    host = environ.get("DOCKER_HOST", "unix:///var/run/docker.sock")
+    try:
+        if host.startswith("unix://"):
+            sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            address: object = host.removeprefix("unix://")
+        elif host.startswith("tcp://"):
+            name, _, port = host.removeprefix("tcp://").partition(":")
+            sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            address = (name, int(port or 2375))
+        else:
+            return f"unsupported DOCKER_HOST {host!r}"
+    except (OSError, ValueError) as exc:
+        return f"{host}: {exc}"
+    with sock:
+        try:
+            sock.settimeout(3)
+            sock.connect(address)
+            sock.sendall(b"GET /_ping HTTP/1.0\r\nHost: docker\r\n\r\n")
+            reply = sock.recv(64)
+        except OSError as exc:
+            return f"no Docker engine at {host}: {exc}"
+    if b" 200 " not in reply:
+        return f"Docker engine at {host} answered {reply[:30]!r}"
     return None
 
 
@@ -42,13 +63,13 @@ def acquire_server(environ: dict[str, str] | None = None) -> Iterator[tuple[str,
     environ = dict(os.environ) if environ is None else environ
     given = environ.get(URL_VARIABLE)
     if given:
-        url = normalize_url(given).set(database=None)
+        url = normalize_url(given)._replace(database=None)
         yield url.render_as_string(hide_password=False), f"{URL_VARIABLE}"
         return
     try:
         server = ThrowawayServer()
     except ServerNotAvailableError as local_error:
-        docker_error = _docker_answers()
+        docker_error = _docker_answers(environ)
         if docker_error is not None:
             raise RuntimeError(
                 f"{NO_SERVER_MESSAGE}\n  local binaries: {local_error}\n  docker: {docker_error}"
