@@ -1,5 +1,7 @@
-"""Helpers the Alembic revisions use. Revisions call these with explicit, versioned
-arguments; keep every function's behaviour stable, because released revisions depend on it.
+"""Helpers the Alembic revisions use.
+
+Revisions call these with explicit, versioned arguments; keep every function's
+behaviour stable, because released revisions depend on it.
 """
 
 from __future__ import annotations
@@ -50,16 +52,86 @@ def rows(sql: str, **params: Any) -> list[tuple[Any, ...]]:
     return [tuple(r) for r in op.get_bind().execute(text(sql), params)]
 
 
+def strip_sql_comments(sql: str) -> str:
+    """Return ``sql`` without its comments, keeping everything else byte for byte.
+
+    Removes ``-- `` and ``#`` comments (to the end of the line) and ``/* ... */``
+    comments, but not the executable ``/*! ... */`` and ``/*M! ... */`` forms;
+    quoted strings and identifiers (``'...'``, ``"..."``, `````...`````) are left
+    alone. A line that held only a comment disappears; a comment after code
+    leaves the code without trailing spaces; other lines are unchanged.
+
+    Why: the ``mysql``/``mariadb`` client strips comments from what it sends
+    (its default ``--skip-comments``), so a routine created from a script would
+    otherwise differ from the same routine created online. Sending the text
+    without comments both ways gives the server the same body either way.
+    """
+    mark = "\x00"  # stands where a comment was, until the lines are tidied
+    out: list[str] = []
+    i, n = 0, len(sql)
+    while i < n:
+        ch = sql[i]
+        if ch in "'\"`":
+            j = i + 1
+            while j < n:
+                if sql[j] == "\\" and ch != "`":
+                    j += 2
+                    continue
+                if sql[j] == ch:
+                    if j + 1 < n and sql[j + 1] == ch:  # doubled quote
+                        j += 2
+                        continue
+                    break
+                j += 1
+            out.append(sql[i : j + 1])
+            i = j + 1
+        elif ch == "#" or (sql.startswith("--", i) and (i + 2 == n or sql[i + 2].isspace())):
+            end = sql.find("\n", i)
+            end = n if end == -1 else end
+            out.append(mark)
+            i = end
+        elif sql.startswith("/*", i) and not sql.startswith(("/*!", "/*M!"), i):
+            end = sql.find("*/", i + 2)
+            end = n if end == -1 else end + 2
+            out.append(mark + f"\n{mark}" * sql.count("\n", i, end))
+            i = end
+        else:
+            out.append(ch)
+            i += 1
+    kept: list[str] = []
+    for line in "".join(out).split("\n"):
+        if mark in line:
+            line = line.replace(mark, "").rstrip()  # noqa: PLW2901 - tidied copy
+            if not line.strip():
+                continue  # the line held only a comment
+        kept.append(line)
+    return "\n".join(kept).strip()
+
+
+def _delimiter_for(body: str) -> str:
+    for delimiter in ("//", "$$", ";;", "@@@@"):
+        if delimiter not in body:
+            return delimiter
+    raise ValueError("no DELIMITER fits this routine: it contains //, $$, ;; and @@@@")
+
+
 def run_routine(relative_path: str) -> None:
     """Create a stored routine from a versioned SQL file.
 
-    Online, the file's text goes to the server as one statement (no DELIMITER
-    needed). Offline, it is wrapped in ``DELIMITER //`` ... ``//`` so the
-    ``mysql``/``mariadb`` client sends the body as one statement.
+    The file's comments are stripped first (see :func:`strip_sql_comments`), so a
+    routine created online and one created by the ``mysql``/``mariadb`` client from
+    the offline script have the same body. Online, the text goes to the server as
+    one statement (no DELIMITER needed). Offline, it is wrapped in ``DELIMITER //``
+    ... ``//`` so the client sends the body as one statement, and preceded by
+    ``SET NAMES utf8mb4`` so the routine records the same ``character_set_client``
+    as one created online (PyMySQL connects with utf8mb4).
     """
-    body = read_sql(relative_path).strip()
+    body = strip_sql_comments(read_sql(relative_path))
     if is_offline():
-        op.get_context().impl.static_output(f"DELIMITER //\n{body}\n//\nDELIMITER ;\n")
+        delimiter = _delimiter_for(body)
+        op.get_context().impl.static_output(
+            f"SET NAMES utf8mb4;\nDELIMITER {delimiter}\n{body}\n{delimiter}\nDELIMITER ;\n"
+        )
     else:
         op.get_bind().exec_driver_sql(body)
 
@@ -78,7 +150,10 @@ def alter_online(statement: str, online_clause: str) -> None:
         op.get_bind().exec_driver_sql(f"{statement}, {online_clause}")
     except Exception as exc:
         errno = getattr(getattr(exc, "orig", None), "args", (None,))[0]
-        if errno not in (_ER_ALTER_OPERATION_NOT_SUPPORTED, _ER_ALTER_OPERATION_NOT_SUPPORTED_REASON):
+        if errno not in (
+            _ER_ALTER_OPERATION_NOT_SUPPORTED,
+            _ER_ALTER_OPERATION_NOT_SUPPORTED_REASON,
+        ):
             raise
         log.warning(
             "server refused %s (%s); running it with the default algorithm, "

@@ -24,6 +24,30 @@ SET_PROCEDURE = "set_current_batch"
 UNSET_PROCEDURE = "unset_current_batch"
 PROCEDURES = (SET_PROCEDURE, UNSET_PROCEDURE)
 
+RESOLVE_PROCEDURE = "resolve_dashboard_batch"
+"""Procedure returning the batch a dashboard shows, and why (revision 0004)."""
+
+ROUTINES = (*PROCEDURES, RESOLVE_PROCEDURE)
+"""Every routine at head."""
+
+STATUS_COLUMN = "batchStatus"
+"""The user's status column of :data:`TABLE` ('Pending', 'InProgress', 'Completed', ...)."""
+
+STATUS_INDEX = "ix_batchStatus_batchStatus_id"
+"""Index ``(batchStatus, id)``: the in-progress and incomplete lookups of the resolution."""
+
+IN_PROGRESS_STATUS = "InProgress"
+"""The status of a batch in progress (resolution reason ``in_progress``)."""
+
+COMPLETED_STATUS = "Completed"
+"""The status of a finished batch; any other status is incomplete."""
+
+RESOLUTION_REASONS = ("requested", "current_flag", "in_progress", "incomplete", "most_recent")
+"""The reasons ``resolve_dashboard_batch`` returns, in priority order."""
+
+HISTORY_TABLE = "currentBatchHistory"
+"""One row per flip that changed the current batch, written by the v2 procedures."""
+
 VERSION_TABLE = "batchflag_alembic_version"
 """Alembic's version table, named apart so it never collides with the application's own."""
 
@@ -37,8 +61,9 @@ MAX_BATCH_ID = 2**63 - 1
 """Largest id the procedures accept (their parameter is a signed BIGINT)."""
 
 CURRENT_ROUTINE_FILES = {
-    SET_PROCEDURE: "procedures/set_current_batch/v1.sql",
-    UNSET_PROCEDURE: "procedures/unset_current_batch/v1.sql",
+    SET_PROCEDURE: "procedures/set_current_batch/v2.sql",
+    UNSET_PROCEDURE: "procedures/unset_current_batch/v2.sql",
+    RESOLVE_PROCEDURE: "procedures/resolve_dashboard_batch/v1.sql",
 }
 """The SQL file (under ``sql/``) of each routine at head. A revision that ships a new
 version of a routine adds its file and updates this map; `batchflag doctor` compares

@@ -102,7 +102,7 @@ def driver_error_details(exc: BaseException) -> tuple[int | None, str | None, st
     orig: Any = getattr(exc, "orig", None) or exc
     errno = getattr(orig, "errno", None)
     message = getattr(orig, "msg", None)
-    args = getattr(orig, "args", ())
+    args: tuple[Any, ...] = tuple(getattr(orig, "args", ()))
     if errno is None and len(args) >= 1 and isinstance(args[0], int):
         errno = args[0]
     if message is None:

@@ -126,7 +126,7 @@ class ThrowawayServer:
             user="root",
             password="",
             database=database,
-            **kwargs,  # type: ignore[arg-type]
+            **kwargs,
         )
 
     def _server_args(self) -> list[str]:
@@ -157,7 +157,8 @@ class ThrowawayServer:
     def _initialise(self) -> None:
         self.datadir.mkdir(parents=True, exist_ok=True)
         if self.flavour == "mariadb":
-            assert self.install_db is not None
+            if self.install_db is None:  # pragma: no cover - find_server_binaries pairs them
+                raise ServerNotAvailableError("mariadb-install-db not found")
             cmd = [
                 self.install_db,
                 "--no-defaults",
@@ -169,7 +170,12 @@ class ThrowawayServer:
             if os.geteuid() == 0:
                 cmd.append("--user=root")
         else:
-            cmd = [self.binary, "--no-defaults", f"--datadir={self.datadir}", "--initialize-insecure"]
+            cmd = [
+                self.binary,
+                "--no-defaults",
+                f"--datadir={self.datadir}",
+                "--initialize-insecure",
+            ]
             if os.geteuid() == 0:
                 cmd.append("--user=root")
         done = subprocess.run(cmd, capture_output=True, text=True, check=False)
@@ -205,7 +211,8 @@ class ThrowawayServer:
                 if time.monotonic() > deadline:
                     self.stop()
                     raise ServerNotAvailableError(
-                        f"throwaway server did not answer within {timeout:.0f}s:\n" + self.log_tail()
+                        f"throwaway server did not answer within {timeout:.0f}s:\n"
+                        + self.log_tail()
                     ) from None
                 time.sleep(0.1)
 

@@ -79,10 +79,13 @@ def acquire_server(environ: dict[str, str] | None = None) -> Iterator[tuple[str,
         except ImportError:  # pragma: no cover - older testcontainers
             from testcontainers.mysql import MySqlContainer  # noqa: PLC0415
 
-        with MySqlContainer("mysql:8.4", username="root", password="test") as container:
+        with MySqlContainer("mysql:8.4", username="root", password="test") as container:  # noqa: S106 - a throwaway container
             host = container.get_container_host_ip()
             port = container.get_exposed_port(3306)
             yield f"mysql+pymysql://root:test@{host}:{port}/", "testcontainers mysql:8.4"
         return
     with server:
-        yield server.url, f"throwaway {server.flavour} server ({server.binary}) on port {server.port}"
+        yield (
+            server.url,
+            f"throwaway {server.flavour} server ({server.binary}) on port {server.port}",
+        )

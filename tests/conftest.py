@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 import subprocess
 import uuid
@@ -82,10 +83,8 @@ def connect_db(migrated_url: URL) -> Iterator[Callable[..., pymysql.Connection]]
 
     yield factory
     for conn in opened:
-        try:
+        with contextlib.suppress(pymysql.err.Error):  # already closed by the test
             conn.close()
-        except Exception:  # noqa: BLE001, S110 - already closed by the test
-            pass
 
 
 @pytest.fixture
@@ -111,7 +110,9 @@ def client_args(url: URL) -> list[str]:
     """Arguments for the `mariadb`/`mysql` command-line client to reach ``url``."""
     binary = shutil.which("mariadb") or shutil.which("mysql")
     if binary is None:
-        pytest.fail("the mariadb/mysql command-line client is not installed (apt-get install mariadb-client)")
+        pytest.fail(
+            "the mariadb/mysql command-line client is not installed (apt-get install mariadb-client)"
+        )
     args = [
         binary,
         "--protocol=TCP",
@@ -133,7 +134,12 @@ def mysql_client(migrated_url: URL) -> Callable[[str], subprocess.CompletedProce
 
     def run(sql: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
-            client_args(migrated_url), input=sql, capture_output=True, text=True, timeout=60, check=False
+            client_args(migrated_url),
+            input=sql,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
         )
 
     return run

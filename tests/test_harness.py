@@ -18,11 +18,16 @@ class TestServerSelection:
             assert url == server_url._replace(database=None).render_as_string(hide_password=False)
             assert how == URL_VARIABLE
 
-    def test_nothing_available_fails_naming_all_three(self, monkeypatch: pytest.MonkeyPatch) -> None:
+    def test_nothing_available_fails_naming_all_three(
+        self, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
         """No URL, no binaries, no Docker engine: the error names the three ways to provide one."""
         monkeypatch.setenv("PATH", "/nonexistent")
         monkeypatch.setattr(batchflag_db.server, "_SEARCH_DIRS", ())
-        with pytest.raises(RuntimeError) as info, acquire_server({"DOCKER_HOST": "unix:///nonexistent/docker.sock"}):
+        with (
+            pytest.raises(RuntimeError) as info,
+            acquire_server({"DOCKER_HOST": "unix:///nonexistent/docker.sock"}),
+        ):
             pass
         message = str(info.value)
         assert URL_VARIABLE in message

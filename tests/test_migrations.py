@@ -43,7 +43,9 @@ def objects(conn: pymysql.Connection) -> dict[str, set[str]]:
     """Tables, procedures and batchStatus columns/indexes that exist in the database."""
     out: dict[str, set[str]] = {}
     with conn.cursor() as cur:
-        cur.execute("SELECT TABLE_NAME FROM information_schema.TABLES WHERE TABLE_SCHEMA = DATABASE()")
+        cur.execute(
+            "SELECT TABLE_NAME FROM information_schema.TABLES WHERE TABLE_SCHEMA = DATABASE()"
+        )
         out["tables"] = {r[0] for r in cur.fetchall()}
         cur.execute(
             "SELECT ROUTINE_NAME FROM information_schema.ROUTINES WHERE ROUTINE_SCHEMA = DATABASE()"
@@ -74,14 +76,25 @@ def seed_table(url: URL, rows: list[tuple[str, int, str, int]]) -> pymysql.Conne
     return conn
 
 
-def alembic_cli(url: URL, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+def alembic_cli(
+    url: URL, *args: str, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
     """Run the real `alembic` command from the repository root."""
     environ = {k: v for k, v in os.environ.items() if not k.startswith("BATCHFLAG_")}
     environ.update(env or {})
     cmd = [sys.executable, "-m", "alembic", *args]
     if url is not None and "-x" not in args and env is None:
-        cmd = [sys.executable, "-m", "alembic", "-x", f"url={url.render_as_string(hide_password=False)}", *args]
-    return subprocess.run(cmd, cwd=REPO, env=environ, capture_output=True, text=True, timeout=120, check=False)
+        cmd = [
+            sys.executable,
+            "-m",
+            "alembic",
+            "-x",
+            f"url={url.render_as_string(hide_password=False)}",
+            *args,
+        ]
+    return subprocess.run(
+        cmd, cwd=REPO, env=environ, capture_output=True, text=True, timeout=120, check=False
+    )
 
 
 THREE_CURRENT = [
@@ -159,7 +172,9 @@ class TestAdoptingTheUsersTable:
                 "CREATE TABLE batchStatus (id INT AUTO_INCREMENT PRIMARY KEY, batchDate DATE, "
                 "batchStatus VARCHAR(20)) ENGINE=InnoDB"
             )
-            cur.execute("INSERT INTO batchStatus (batchDate, batchStatus) VALUES ('2026-01-01', 'Done')")
+            cur.execute(
+                "INSERT INTO batchStatus (batchDate, batchStatus) VALUES ('2026-01-01', 'Done')"
+            )
         migrate.upgrade(db_url)
         assert "currentBatch" in objects(conn)["columns"]
         migrate.downgrade(db_url, "base")
@@ -177,13 +192,22 @@ class TestAdoptingTheUsersTable:
             cur.execute(SEED_TABLE.replace("InnoDB", "MyISAM"))
         with pytest.raises(RuntimeError, match="ENGINE=InnoDB"):
             migrate.upgrade(db_url)
-        assert objects(conn)["columns"] == {"id", "batchDate", "batchNumber", "batchStatus", "currentBatch", "notes"}
+        assert objects(conn)["columns"] == {
+            "id",
+            "batchDate",
+            "batchNumber",
+            "batchStatus",
+            "currentBatch",
+            "notes",
+        }
 
 
 class TestRoundTrips:
     def test_head_base_head_keeps_rows_and_flags(self, db_url: URL) -> None:
         """head -> base -> head keeps every row and every currentBatch value."""
-        conn = seed_table(db_url, [("2026-11-01", 1, "Completed", 0), ("2026-11-02", 1, "InProgress", 1)])
+        conn = seed_table(
+            db_url, [("2026-11-01", 1, "Completed", 0), ("2026-11-02", 1, "InProgress", 1)]
+        )
         migrate.upgrade(db_url)
         before = snapshot(conn)
         migrate.downgrade(db_url, "base")
@@ -193,7 +217,9 @@ class TestRoundTrips:
         assert snapshot(conn) == before
         assert current_rows(conn) == [2]
 
-    def test_created_table_with_rows_survives_downgrade(self, migrated_url: URL, add_batches) -> None:
+    def test_created_table_with_rows_survives_downgrade(
+        self, migrated_url: URL, add_batches
+    ) -> None:
         """A table the baseline created is kept on downgrade once it holds rows."""
         ids = add_batches(3)
         conn = connect(migrated_url, autocommit=True)
@@ -237,7 +263,14 @@ class TestAlembicCommandLine:
     def test_named_environment(self, db_url: URL) -> None:
         """-x env=staging reads BATCHFLAG_STAGING_DATABASE_URL; an unknown one names its variable."""
         url = db_url.render_as_string(hide_password=False)
-        done = alembic_cli(None, "-x", "env=staging", "upgrade", "head", env={"BATCHFLAG_STAGING_DATABASE_URL": url})
+        done = alembic_cli(
+            None,
+            "-x",
+            "env=staging",
+            "upgrade",
+            "head",
+            env={"BATCHFLAG_STAGING_DATABASE_URL": url},
+        )
         assert done.returncode == 0, done.stderr
         assert migrate.current_revision(db_url) == migrate.head_revision()
         done = alembic_cli(None, "-x", "env=qa", "upgrade", "head", env={})
@@ -251,7 +284,9 @@ class TestAlembicCommandLine:
         assert "mysql" not in text.lower().replace("mysql/mariadb", "")
 
 
-def test_migration_logs_with_the_python_runner(db_url: URL, caplog: pytest.LogCaptureFixture) -> None:
+def test_migration_logs_with_the_python_runner(
+    db_url: URL, caplog: pytest.LogCaptureFixture
+) -> None:
     """The Python runner reports cleared ids through the batchflag_db.migrations logger."""
     seed_table(db_url, THREE_CURRENT)
     with caplog.at_level(logging.INFO, logger="batchflag_db.migrations"):

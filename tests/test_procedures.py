@@ -37,7 +37,7 @@ def errno_of(exc: pymysql.MySQLError) -> int:
 class TestSetCurrentBatch:
     def test_makes_the_batch_the_only_current_one(self, connect_db, add_batches) -> None:
         """set_current_batch moves the flag: the new batch is current, the old one is not."""
-        a, b, c = add_batches(3)
+        a, _, c = add_batches(3)
         conn = connect_db(autocommit=True)
         assert call(conn, f"CALL set_current_batch({a})") == [(a, None, 1)]
         assert current_rows(conn) == [a]
@@ -60,9 +60,16 @@ class TestSetCurrentBatch:
 
     @pytest.mark.parametrize(
         ("arg", "shown", "errno"),
-        [("NULL", "NULL", 31001), ("0", "0", 31001), ("-7", "-7", 31001), ("999999", "999999", 31002)],
+        [
+            ("NULL", "NULL", 31001),
+            ("0", "0", 31001),
+            ("-7", "-7", 31001),
+            ("999999", "999999", 31002),
+        ],
     )
-    def test_bad_ids_signal_and_change_nothing(self, connect_db, add_batches, arg, shown, errno) -> None:
+    def test_bad_ids_signal_and_change_nothing(
+        self, connect_db, add_batches, arg, shown, errno
+    ) -> None:
         """NULL, zero, negative or unknown ids raise SQLSTATE 45000 naming the id; nothing changes."""
         (a,) = add_batches(1)
         conn = connect_db(autocommit=True)
@@ -209,7 +216,7 @@ class TestFromTheMariadbClient:
 
         done = mysql_client(f"CALL set_current_batch({b + 1000});")
         assert done.returncode != 0
-        assert f"ERROR 31002 (45000)" in done.stderr
+        assert "ERROR 31002 (45000)" in done.stderr
         assert f"batch {b + 1000} does not exist in batchStatus" in done.stderr
 
         for arg in ("NULL", "0", "-3"):
@@ -242,9 +249,8 @@ class TestTheIndexRefusesASecondCurrentRow:
         a, b = add_batches(2)
         conn = connect_db(autocommit=True)
         call(conn, f"CALL set_current_batch({a})")
-        with pytest.raises(pymysql.err.IntegrityError) as info:
-            with conn.cursor() as cur:
-                cur.execute("UPDATE batchStatus SET currentBatch = 1 WHERE id = %s", (b,))
+        with pytest.raises(pymysql.err.IntegrityError) as info, conn.cursor() as cur:
+            cur.execute("UPDATE batchStatus SET currentBatch = 1 WHERE id = %s", (b,))
         assert info.value.args[0] == 1062
         assert current_rows(conn) == [a]
 

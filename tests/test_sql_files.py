@@ -25,7 +25,9 @@ class TestReleasedFiles:
     def test_released_file_is_unchanged(self, path: str) -> None:
         """A released routine file keeps its checksum: change a procedure with a new file + revision."""
         digest = hashlib.sha256((SQL / path).read_bytes()).hexdigest()
-        assert digest == released()[path], f"{path} was edited after release; add a new version instead"
+        assert digest == released()[path], (
+            f"{path} was edited after release; add a new version instead"
+        )
 
     def test_every_routine_file_is_named_by_a_revision(self) -> None:
         """Each SQL file is loaded by some revision (none is dead, none is loaded implicitly)."""

@@ -33,9 +33,7 @@ _ADD_COLUMN = (
     "ALTER TABLE `batchStatus` ADD COLUMN `currentBatchKey` TINYINT "
     "GENERATED ALWAYS AS (IF(`currentBatch` <> 0, 1, NULL)) VIRTUAL"
 )
-_ADD_INDEX = (
-    "ALTER TABLE `batchStatus` ADD UNIQUE INDEX `uq_batchStatus_currentBatchKey` (`currentBatchKey`)"
-)
+_ADD_INDEX = "ALTER TABLE `batchStatus` ADD UNIQUE INDEX `uq_batchStatus_currentBatchKey` (`currentBatchKey`)"
 _ER_DUP_ENTRY = 1062
 _INDEX_ATTEMPTS = 3
 
@@ -58,8 +56,7 @@ def _clear_extra_current_rows(keep: int | None) -> None:
     current = [
         (int(r[0]), r[1])
         for r in _ddl.rows(
-            "SELECT `id`, `currentBatch` FROM `batchStatus` WHERE `currentBatch` <> 0 "
-            "ORDER BY `id`"
+            "SELECT `id`, `currentBatch` FROM `batchStatus` WHERE `currentBatch` <> 0 ORDER BY `id`"
         )
     ]
     ids = [row_id for row_id, _ in current]

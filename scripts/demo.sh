@@ -1,0 +1,7 @@
+#!/usr/bin/env bash
+# The main job end to end, on a fresh machine: set-up, then `batchflag demo`.
+# With no --url/--env/BATCHFLAG_DATABASE_URL it runs on a throwaway local server.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/bootstrap.sh
+exec .venv/bin/batchflag demo "$@"
