@@ -34,9 +34,9 @@ from __future__ import annotations
 import argparse
 import atexit
 import contextlib
-import ctypes
 import dataclasses
 import os
+import pwd
 import shutil
 import signal
 import socket
@@ -45,7 +45,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from types import TracebackType
 
@@ -97,6 +97,48 @@ def _find_binary(name: str) -> str | None:
     return shutil.which(name, path=os.pathsep.join(_SYSTEM_BIN_DIRS))
 
 
+def _require_binary(name: str) -> str:
+    """Like :func:`_find_binary`, but raise if the executable is missing.
+
+    Args:
+        name: Executable name.
+
+    Returns:
+        The absolute path.
+
+    Raises:
+        GaleraError: If it is not installed.
+    """
+    found = _find_binary(name)
+    if found is None:
+        raise GaleraError(f"{name} not found; install with: {_INSTALL_HINT}")
+    return found
+
+
+def _server_user() -> str | None:
+    """Choose the OS user ``mariadbd`` runs as.
+
+    As root, the servers run as ``mysql`` (created by Debian's
+    ``mariadb-server``): the joiner side of ``wsrep_sst_rsync`` starts an
+    ``rsync --daemon`` whose config sets no ``uid``, and an rsync daemon
+    started by root drops to ``nobody`` and then cannot write a root-owned
+    data directory, so rsync SST fails with ``mkdir ... Permission denied``.
+    Started by ``mysql`` the daemon keeps that uid. Without a ``mysql`` user
+    root is used (rsync SST will then fail). Not being root, no ``--user``
+    is passed and everything runs as the current user.
+
+    Returns:
+        The user name for ``--user``, or None to pass no ``--user``.
+    """
+    if os.geteuid() != 0:
+        return None
+    try:
+        pwd.getpwnam("mysql")
+    except KeyError:
+        return "root"
+    return "mysql"
+
+
 def galera_available() -> str | None:
     """Tell whether a Galera cluster can be started on this machine.
 
@@ -131,16 +173,22 @@ def galera_available() -> str | None:
     need(PROVIDER_PATH, os.path.isfile(PROVIDER_PATH), "galera-4")
     need("rsync", _find_binary("rsync") is not None, "rsync")
     need(
+        "system user mysql",
+        _server_user() != "root",
+        "mariadb-server",
+    )
+    need(
         "ss or lsof",
         _find_binary("ss") is not None or _find_binary("lsof") is not None,
         "iproute2",
     )
     if not missing:
         return None
+    command = _INSTALL_HINT.split()
+    command += [p for p in packages if p not in command]
     return (
-        f"Galera test cluster unavailable: missing {', '.join(missing)}; "
-        f"install with: apt-get install {' '.join(packages)} "
-        f"(full set: {_INSTALL_HINT})"
+        f"Galera test cluster unavailable: missing {', '.join(missing)} "
+        f"(Debian package {', '.join(packages)}); install with: {' '.join(command)}"
     )
 
 
@@ -216,33 +264,88 @@ class GaleraNode:
 # Process plumbing
 # --------------------------------------------------------------------------
 
-_PR_SET_PDEATHSIG = 1
-
-
-def _make_pdeathsig() -> Callable[[], None] | None:
-    """Build a ``preexec_fn`` that makes the child die with its parent.
-
-    ``PR_SET_PDEATHSIG`` fires when the *thread* that forked the child
-    exits, so it is only used when nodes are started from the main thread.
-
-    Returns:
-        A callable for ``subprocess.Popen(preexec_fn=...)``, or None where
-        ``prctl`` is unavailable or we are not on the main thread.
-    """
-    if not sys.platform.startswith("linux"):
-        return None
-    if threading.current_thread() is not threading.main_thread():
-        return None
+_WATCHDOG_CODE = r"""
+import os, shutil, signal, sys, time
+signal.signal(signal.SIGINT, signal.SIG_IGN)
+groups = set()
+base_dir = None
+for line in sys.stdin:
+    line = line.rstrip("\n")
+    if line[:1] == "+":
+        groups.add(int(line[1:]))
+    elif line[:1] == "-":
+        groups.discard(int(line[1:]))
+    elif line[:1] == "D":
+        base_dir = line[1:]
+for pgid in groups:
     try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        prctl = libc.prctl
-    except (OSError, AttributeError):
-        return None
+        os.killpg(pgid, signal.SIGKILL)
+    except OSError:
+        pass
+deadline = time.monotonic() + 10
+for pgid in groups:
+    while time.monotonic() < deadline:
+        try:
+            os.killpg(pgid, 0)
+        except OSError:
+            break
+        time.sleep(0.05)
+if base_dir:
+    shutil.rmtree(base_dir, ignore_errors=True)
+"""
 
-    def preexec() -> None:
-        prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
 
-    return preexec
+class _Watchdog:
+    """Helper process that kills the nodes if this Python process dies.
+
+    The cluster tells it (over a pipe) which process groups are live. When
+    the pipe reaches EOF, because :meth:`close` was called or because this
+    process died in any way (SIGKILL, SIGTERM without handler, crash), it
+    SIGKILLs every group it still knows and removes the cluster's temp dir.
+    Unlike ``PR_SET_PDEATHSIG`` this also works for servers that change uid
+    (``--user=mysql``).
+    """
+
+    def __init__(self) -> None:
+        """Start the helper in its own session (immune to terminal Ctrl-C)."""
+        self._proc = subprocess.Popen(
+            [sys.executable, "-I", "-c", _WATCHDOG_CODE],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+
+    def _send(self, line: str) -> None:
+        stdin = self._proc.stdin
+        if stdin is None or stdin.closed:
+            return
+        with contextlib.suppress(OSError, ValueError):
+            stdin.write(line.encode() + b"\n")
+            stdin.flush()
+
+    def set_dir(self, path: str) -> None:
+        """Remove ``path`` (the cluster's temp dir) when the pipe closes."""
+        self._send(f"D{path}")
+
+    def add(self, pgid: int) -> None:
+        """Start watching process group ``pgid``."""
+        self._send(f"+{pgid}")
+
+    def remove(self, pgid: int) -> None:
+        """Stop watching process group ``pgid`` (it was killed by us)."""
+        self._send(f"-{pgid}")
+
+    def close(self) -> None:
+        """Close the pipe and reap the helper."""
+        if self._proc.stdin is not None:
+            with contextlib.suppress(OSError):
+                self._proc.stdin.close()
+        try:
+            self._proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self._proc.kill()
+            self._proc.wait()
 
 
 def _free_ports(count: int) -> list[int]:
@@ -338,8 +441,8 @@ class GaleraCluster:
 
     Use as a context manager, or call :meth:`start` and :meth:`stop`.
     :meth:`stop` is idempotent, also runs at interpreter exit for clusters
-    that were not stopped, and nodes started from the main thread are killed
-    by the kernel if the Python process dies.
+    that were not stopped, and a watchdog process kills the nodes if the
+    Python process dies without running :meth:`stop` (e.g. SIGKILL).
 
     Attributes:
         size: Number of nodes.
@@ -355,6 +458,7 @@ class GaleraCluster:
         *,
         base_dir: str | None = None,
         extra_args: Sequence[str] = (),
+        provider_options: Sequence[str] = (),
     ) -> None:
         """Describe a cluster; nothing is started until :meth:`start`.
 
@@ -364,7 +468,11 @@ class GaleraCluster:
                 cluster is created (default: the system temp dir). It must
                 be short enough for unix socket paths (about 60 chars).
             extra_args: Extra ``mariadbd`` options appended to every node's
-                command line, e.g. ``["--max-connections=500"]``.
+                command line, e.g. ``["--max-connections=500"]``. Do not
+                pass ``--wsrep-provider-options`` here (it would replace the
+                per-node listen addresses); use ``provider_options``.
+            provider_options: Extra Galera provider options appended to
+                ``wsrep_provider_options``, e.g. ``["evs.suspect_timeout=PT2S"]``.
 
         Raises:
             ValueError: If ``size`` is less than 1.
@@ -376,8 +484,11 @@ class GaleraCluster:
         self.base_dir: str | None = None
         self._parent_dir = base_dir
         self._extra_args = list(extra_args)
+        self._provider_options = list(provider_options)
         self._procs: dict[int, subprocess.Popen[bytes]] = {}
         self._lock = threading.RLock()
+        self._user = _server_user()
+        self._watchdog: _Watchdog | None = None
 
     # -- context manager -------------------------------------------------
 
@@ -430,6 +541,7 @@ class GaleraCluster:
             with _LIVE_LOCK:
                 _LIVE.add(self)
             try:
+                self._watchdog = _Watchdog()
                 self._create_nodes()
                 self._install_db(self.nodes[0])
                 self._spawn(0, new_cluster=True)
@@ -451,19 +563,16 @@ class GaleraCluster:
         to shut down cleanly.
         """
         with self._lock:
-            procs = list(self._procs.values())
-            self._procs.clear()
-            for proc in procs:
+            for proc in list(self._procs.values()):
                 _signal_group(proc, signal.SIGKILL)
-            for proc in procs:
-                with contextlib.suppress(subprocess.TimeoutExpired):
-                    proc.wait(timeout=30)
-                # Helpers (SST scripts, rsync) share the group; sweep again.
-                with contextlib.suppress(ProcessLookupError, PermissionError):
-                    os.killpg(proc.pid, signal.SIGKILL)
+            for i in list(self._procs):
+                self._reap(i)
             if self.base_dir is not None:
                 shutil.rmtree(self.base_dir, ignore_errors=True)
                 self.base_dir = None
+            if self._watchdog is not None:
+                self._watchdog.close()
+                self._watchdog = None
             with _LIVE_LOCK:
                 _LIVE.discard(self)
 
@@ -481,14 +590,11 @@ class GaleraCluster:
         """
         with self._lock:
             self._check_index(i)
-            proc = self._procs.pop(i, None)
+            proc = self._procs.get(i)
             if proc is None:
                 return
             _signal_group(proc, signal.SIGKILL)
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                proc.wait(timeout=30)
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(proc.pid, signal.SIGKILL)
+            self._reap(i)
 
     def restart_node(self, i: int, timeout: float = 120) -> None:
         """Start node ``i`` again and wait until it has rejoined and synced.
@@ -513,6 +619,7 @@ class GaleraCluster:
             deadline = time.monotonic() + timeout
             if i in self._procs:
                 self.kill_node(i)
+            self._wait_evicted(i, deadline)
             self._spawn(i, new_cluster=False)
             self._wait_node_synced(i, deadline, cluster_size=self.size)
             self.wait_synced(max(0.0, deadline - time.monotonic()))
@@ -551,6 +658,18 @@ class GaleraCluster:
 
     # -- internals -------------------------------------------------------
 
+    def _reap(self, i: int) -> None:
+        """Wait for node ``i``'s killed server, sweep its group, forget it."""
+        proc = self._procs[i]
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            proc.wait(timeout=30)
+        # SST helpers (scripts, rsync) share the process group: sweep again.
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        if self._watchdog is not None:
+            self._watchdog.remove(proc.pid)
+        del self._procs[i]
+
     def _check_index(self, i: int) -> None:
         if not 0 <= i < len(self.nodes):
             raise IndexError(f"no Galera node {i} (cluster has {len(self.nodes)})")
@@ -558,6 +677,8 @@ class GaleraCluster:
     def _create_nodes(self) -> None:
         """Make the temp dir, allocate ports and fill :attr:`nodes`."""
         self.base_dir = tempfile.mkdtemp(prefix="bfgalera-", dir=self._parent_dir)
+        if self._watchdog is not None:
+            self._watchdog.set_dir(self.base_dir)
         ports = _free_ports(4 * self.size)
         nodes: list[GaleraNode] = []
         for i in range(self.size):
@@ -566,8 +687,7 @@ class GaleraCluster:
             sock = os.path.join(self.base_dir, f"n{i}.sock")
             if len(sock) > _MAX_SOCKET_PATH:
                 raise GaleraError(
-                    f"unix socket path too long ({len(sock)} chars): {sock}; "
-                    "use a shorter base_dir"
+                    f"unix socket path too long ({len(sock)} chars): {sock}; use a shorter base_dir"
                 )
             os.mkdir(datadir)
             nodes.append(
@@ -583,20 +703,28 @@ class GaleraCluster:
                 )
             )
         self.nodes = nodes
+        if self._user is not None and self._user != "root":
+            pw = pwd.getpwnam(self._user)
+            # The servers create their sockets in base_dir and write datadirs.
+            for path in [self.base_dir, *(n.datadir for n in nodes)]:
+                os.chown(path, pw.pw_uid, pw.pw_gid)
+
+    def _user_args(self) -> list[str]:
+        """``--user=...`` for mariadbd / install-db, if any (see :func:`_server_user`)."""
+        return [] if self._user is None else [f"--user={self._user}"]
 
     def _env(self) -> dict[str, str]:
-        """Environment for server processes: system dirs on PATH (SST scripts)."""
+        """Environment for server processes (SST scripts must be on PATH)."""
         env = dict(os.environ)
-        path = env.get("PATH", "")
-        extra = [d for d in _SYSTEM_BIN_DIRS if d not in path.split(os.pathsep)]
-        env["PATH"] = os.pathsep.join([p for p in [path, *extra] if p])
+        parts = [p for p in env.get("PATH", "").split(os.pathsep) if p]
+        parts += [d for d in _SYSTEM_BIN_DIRS if d not in parts]
+        env["PATH"] = os.pathsep.join(parts)
         env.pop("MYSQL_HOME", None)
         return env
 
     def _install_db(self, node: GaleraNode) -> None:
         """Initialize ``node``'s data directory with ``mariadb-install-db``."""
-        install_db = _find_binary("mariadb-install-db")
-        assert install_db is not None  # checked by galera_available()
+        install_db = _require_binary("mariadb-install-db")
         log = os.path.join(node.datadir, "install-db.log")
         with open(log, "wb") as out:
             rc = subprocess.call(
@@ -604,7 +732,7 @@ class GaleraCluster:
                     install_db,
                     "--no-defaults",
                     f"--datadir={node.datadir}",
-                    "--user=root",
+                    *self._user_args(),
                     "--auth-root-authentication-method=normal",
                     "--skip-test-db",
                     *self._sizing_args(),
@@ -617,8 +745,7 @@ class GaleraCluster:
             )
         if rc != 0:
             raise GaleraError(
-                f"mariadb-install-db failed for node {node.index} (exit {rc}):\n"
-                + _tail(log)
+                f"mariadb-install-db failed for node {node.index} (exit {rc}):\n" + _tail(log)
             )
 
     @staticmethod
@@ -631,8 +758,7 @@ class GaleraCluster:
 
     def _server_args(self, node: GaleraNode, *, new_cluster: bool) -> list[str]:
         """Build the full ``mariadbd`` command line for ``node``."""
-        mariadbd = _find_binary("mariadbd")
-        assert mariadbd is not None  # checked by galera_available()
+        mariadbd = _require_binary("mariadbd")
         gcomm = ",".join(f"127.0.0.1:{n.gcomm_port}" for n in self.nodes)
         provider_options = ";".join(
             [
@@ -640,12 +766,13 @@ class GaleraCluster:
                 f"ist.recv_addr=127.0.0.1:{node.ist_port}",
                 "gcache.size=64M",
                 "gcache.recover=yes",
+                *self._provider_options,
             ]
         )
         args = [
             mariadbd,
             "--no-defaults",
-            "--user=root",
+            *self._user_args(),
             f"--datadir={node.datadir}",
             f"--socket={node.socket}",
             f"--pid-file={os.path.join(node.datadir, 'mariadbd.pid')}",
@@ -691,17 +818,48 @@ class GaleraCluster:
                 cwd=node.datadir,
                 env=self._env(),
                 start_new_session=True,
-                preexec_fn=_make_pdeathsig(),
             )
         self._procs[i] = proc
+        if self._watchdog is not None:
+            self._watchdog.add(proc.pid)
         self.nodes[i] = dataclasses.replace(node, pid=proc.pid)
 
     def _log_report(self, node: GaleraNode) -> str:
-        """Tails of ``node``'s logs, for exception messages."""
-        return (
-            f"--- tail of {node.error_log} ---\n{_tail(node.error_log)}\n"
-            f"--- tail of {node.stdout_log} ---\n{_tail(node.stdout_log, 10)}"
-        )
+        """Tails of ``node``'s logs, for exception messages.
+
+        The node's last ``[ERROR]`` lines come first (they may be older than
+        the tail). State transfer errors are often only explained in the
+        donor's log, so the last SST-related lines of every other node are
+        added. The files themselves are removed by :meth:`stop`.
+        """
+        log = _tail(node.error_log, 2000).splitlines()
+        tail = log[-_LOG_TAIL_LINES:]
+        errors = [line for line in log[:-_LOG_TAIL_LINES] if "[ERROR]" in line][-10:]
+        out = [
+            line
+            for line in _tail(node.stdout_log, 20).splitlines()
+            if line.strip() and not line.startswith("=== ")
+        ][-10:]
+        parts = []
+        if errors:
+            parts.append(f"--- earlier errors in {node.error_log} ---\n" + "\n".join(errors))
+        parts.append(f"--- tail of {node.error_log} ---\n" + "\n".join(tail))
+        if out:
+            parts.append(f"--- tail of {node.stdout_log} ---\n" + "\n".join(out))
+        for other in self.nodes:
+            if other.index == node.index:
+                continue
+            lines = [
+                line
+                for line in _tail(other.error_log, 400).splitlines()
+                if "SST" in line or "rsync" in line or "[ERROR]" in line
+            ][-10:]
+            if lines:
+                parts.append(
+                    f"--- SST/error lines of node {other.index} ({other.error_log}) ---\n"
+                    + "\n".join(lines)
+                )
+        return "\n".join(parts)
 
     def _check_alive(self, i: int) -> None:
         """Raise :class:`GaleraError` if node ``i`` is not running."""
@@ -766,6 +924,39 @@ class GaleraCluster:
                 )
             time.sleep(_POLL_INTERVAL)
 
+    def _wait_evicted(self, i: int, deadline: float) -> None:
+        """Wait until the running nodes no longer count dead node ``i``.
+
+        After a SIGKILL the others keep the dead member in their view until
+        ``evs.suspect_timeout`` (5 s) expires; a new instance started
+        earlier is only admitted after that, and its joining is slower and
+        noisier. Waiting here makes restarts predictable.
+        """
+        alive = [n for n in self.nodes if n.index != i and n.index in self._procs]
+        if not alive:
+            return
+        want = str(len(alive))
+        while True:
+            sizes: list[str] = []
+            for node in alive:
+                self._check_alive(node.index)
+                try:
+                    conn = node.connect(timeout=5)
+                    try:
+                        sizes.append(_status(conn).get("wsrep_cluster_size", "?"))
+                    finally:
+                        conn.close()
+                except pymysql.MySQLError as exc:
+                    sizes.append(f"error {exc}")
+            if all(size == want for size in sizes):
+                return
+            if time.monotonic() >= deadline:
+                raise GaleraError(
+                    f"killed Galera node {i} still counted by the others "
+                    f"(wsrep_cluster_size {sizes}, want {want})\n" + self._log_report(alive[0])
+                )
+            time.sleep(_POLL_INTERVAL)
+
     def _create_tcp_root(self, node: GaleraNode) -> None:
         """Let root log in over TCP from 127.0.0.1 without a password.
 
@@ -784,10 +975,7 @@ class GaleraCluster:
             with conn.cursor() as cur:
                 for host in ("127.0.0.1", "%"):
                     cur.execute(f"CREATE USER IF NOT EXISTS 'root'@'{host}'")
-                    cur.execute(
-                        f"GRANT ALL PRIVILEGES ON *.* TO 'root'@'{host}' "
-                        "WITH GRANT OPTION"
-                    )
+                    cur.execute(f"GRANT ALL PRIVILEGES ON *.* TO 'root'@'{host}' WITH GRANT OPTION")
         finally:
             conn.close()
 
@@ -799,12 +987,17 @@ class GaleraCluster:
 
 @contextlib.contextmanager
 def _sigterm_as_interrupt() -> Iterator[None]:
-    """Turn SIGTERM (and SIGHUP) into KeyboardInterrupt while active."""
+    """Turn SIGINT, SIGTERM and SIGHUP into KeyboardInterrupt while active.
+
+    SIGINT is included because a shell starts background jobs with SIGINT
+    ignored, in which case Python would not raise KeyboardInterrupt.
+    """
 
     def handler(signum: int, frame: object) -> None:
         raise KeyboardInterrupt(f"signal {signum}")
 
-    old = {s: signal.signal(s, handler) for s in (signal.SIGTERM, signal.SIGHUP)}
+    sigs = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+    old = {s: signal.signal(s, handler) for s in sigs}
     try:
         yield
     finally:
@@ -827,16 +1020,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     """
     parser = argparse.ArgumentParser(
         prog="python -m batchflag_db.galera",
-        description="Run a throwaway MariaDB Galera cluster on 127.0.0.1 "
-        "until Ctrl-C / SIGTERM.",
+        description="Run a throwaway MariaDB Galera cluster on 127.0.0.1 until Ctrl-C / SIGTERM.",
     )
     parser.add_argument("--size", type=int, default=3, help="number of nodes")
-    parser.add_argument(
-        "--base-dir", default=None, help="parent directory for the cluster's files"
-    )
-    parser.add_argument(
-        "--timeout", type=float, default=120, help="seconds allowed for startup"
-    )
+    parser.add_argument("--base-dir", default=None, help="parent directory for the cluster's files")
+    parser.add_argument("--timeout", type=float, default=120, help="seconds allowed for startup")
     args = parser.parse_args(list(argv) if argv is not None else None)
 
     problem = galera_available()
@@ -850,15 +1038,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"starting {args.size}-node Galera cluster...", file=sys.stderr)
             t0 = time.monotonic()
             cluster.start(timeout=args.timeout)
-            print(
-                f"cluster synced in {time.monotonic() - t0:.1f}s", file=sys.stderr
-            )
+            print(f"cluster synced in {time.monotonic() - t0:.1f}s", file=sys.stderr)
             for url in cluster.urls():
                 print(url)
             sys.stdout.flush()
             print(
-                f"export {_URL_ENV_VAR}={cluster.nodes[0].url}\n"
-                "Press Ctrl-C to stop.",
+                f"export {_URL_ENV_VAR}={cluster.nodes[0].url}\nPress Ctrl-C to stop.",
                 file=sys.stderr,
             )
             while True:
