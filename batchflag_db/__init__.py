@@ -13,7 +13,14 @@ from batchflag_db.errors import (
     SchemaNotReadyError,
     TransactionConflictError,
 )
-from batchflag_db.flag import Flip, get_current_batch, set_current_batch, unset_current_batch
+from batchflag_db.flag import (
+    Flip,
+    RetryPolicy,
+    current_batch,
+    get_current_batch,
+    set_current_batch,
+    unset_current_batch,
+)
 
 try:
     __version__ = version("batchflag-db")
@@ -27,9 +34,11 @@ __all__ = [
     "DatabaseConnectionError",
     "Flip",
     "InvalidBatchIdError",
+    "RetryPolicy",
     "SchemaNotReadyError",
     "TransactionConflictError",
     "__version__",
+    "current_batch",
     "get_current_batch",
     "set_current_batch",
     "unset_current_batch",

@@ -49,6 +49,13 @@ def normalize_url(url: str | URL) -> URL:
         )
     if "+" not in parsed.drivername:
         parsed = parsed.set(drivername=f"{backend}+pymysql")
+    try:
+        parsed.get_dialect()
+    except Exception as exc:  # NoSuchModuleError, or the driver's own import error
+        raise ConfigurationError(
+            f"unsupported database driver {parsed.drivername!r} ({exc}): "
+            "use mysql+pymysql://USER:PASSWORD@HOST:PORT/DATABASE"
+        ) from None
     return parsed
 
 

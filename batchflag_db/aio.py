@@ -1,0 +1,220 @@
+"""The wrapper for asyncio: the same functions for SQLAlchemy's AsyncEngine and AsyncConnection.
+
+Use it with an async MySQL driver through SQLAlchemy's asyncio extension; the
+project tests with aiomysql (``mysql+aiomysql://``, the recommended driver, see
+``docs/python-api.md``) and asyncmy (``mysql+asyncmy://``)::
+
+    from sqlalchemy.ext.asyncio import create_async_engine
+    from batchflag_db import aio
+
+    engine = create_async_engine("mysql+aiomysql://app:secret@db/cofi")
+    async with aio.current_batch(engine, batch_id):
+        ...  # the pipeline
+
+Transactions and retries are as in :mod:`batchflag_db.flag`:
+
+* an :class:`~sqlalchemy.ext.asyncio.AsyncEngine`: the call checks out a
+  connection in autocommit mode, the procedure commits its own work, and
+  deadlocks (1213) and lock wait timeouts (1205) are retried with backoff;
+* an :class:`~sqlalchemy.ext.asyncio.AsyncConnection`: the call joins its
+  transaction (your ``commit()``/``rollback()`` decides) and a conflict raises
+  :class:`~batchflag_db.errors.TransactionConflictError` for you to retry the
+  whole transaction; in ``AUTOCOMMIT`` isolation it behaves like the engine.
+
+Only the I/O lives here; validation, statements, result rows, log events and
+the retry decisions are the sync wrapper's, shared.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from typing import Any, TypeAlias, TypeVar
+
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from batchflag_db._retry import DEFAULT_RETRY, RetryPolicy, RetryState, owns_transaction
+from batchflag_db._schema import SET_PROCEDURE, UNSET_PROCEDURE
+from batchflag_db.errors import BatchFlagError
+from batchflag_db.flag import (
+    CURRENT_QUERY,
+    Flip,
+    call_statement,
+    current_from_rows,
+    flip_from_rows,
+    translated_errors,
+    validate_batch_id,
+)
+
+__all__ = [
+    "AsyncConnectable",
+    "Flip",
+    "RetryPolicy",
+    "current_batch",
+    "get_current_batch",
+    "set_current_batch",
+    "unset_current_batch",
+]
+
+AsyncConnectable: TypeAlias = AsyncEngine | AsyncConnection
+
+_T = TypeVar("_T")
+
+
+def _refuse(conn: object) -> TypeError:
+    return TypeError(
+        f"batchflag_db.aio takes an AsyncEngine or AsyncConnection, not {type(conn).__name__}; "
+        "for a sync Engine, Connection or DB-API connection use batchflag_db"
+    )
+
+
+async def _with_retry(
+    attempt: Callable[[], Awaitable[_T]],
+    owns: bool | None,
+    procedure: str,
+    batch_id: int,
+    policy: RetryPolicy,
+) -> tuple[_T, int]:
+    """Await ``attempt`` until it succeeds or the policy says stop; return (result, attempts)."""
+    state = RetryState(policy, owns, procedure, batch_id)
+    while True:
+        try:
+            with translated_errors():
+                result = await attempt()
+        except BatchFlagError as error:
+            await asyncio.sleep(state.failed(error))
+            continue
+        return result, state.attempt
+
+
+async def _rows(conn: AsyncConnection, sql: str, batch_id: int | None) -> list[tuple[Any, ...]]:
+    params = {} if batch_id is None else {"batch_id": batch_id}
+    result = await conn.execute(text(sql), params)
+    rows = [tuple(r) for r in result] if result.returns_rows else []
+    result.close()  # also drains the CALL's extra result sets
+    return rows
+
+
+async def _owns_transaction(conn: AsyncConnection) -> bool | None:
+    # aiomysql and asyncmy keep the server status flags, so this costs no round trip;
+    # a driver that does not say is treated as "the caller's transaction" (no retry).
+    raw = await conn.get_raw_connection()
+    return owns_transaction(raw.driver_connection)
+
+
+async def _call(conn: AsyncConnectable, procedure: str, batch_id: int, policy: RetryPolicy) -> Flip:
+    statement = call_statement(procedure)
+    if isinstance(conn, AsyncEngine):
+        with translated_errors():
+            async with conn.connect() as raw:
+                session = await raw.execution_options(isolation_level="AUTOCOMMIT")
+                rows, attempts = await _with_retry(
+                    lambda: _rows(session, statement, batch_id), True, procedure, batch_id, policy
+                )
+    elif isinstance(conn, AsyncConnection):
+        with translated_errors():
+            owns = await _owns_transaction(conn)
+        rows, attempts = await _with_retry(
+            lambda: _rows(conn, statement, batch_id), owns, procedure, batch_id, policy
+        )
+    else:
+        raise _refuse(conn)
+    return flip_from_rows(procedure, batch_id, rows, attempts)
+
+
+async def set_current_batch(
+    conn: AsyncConnectable, batch_id: int, *, retry: RetryPolicy = DEFAULT_RETRY
+) -> Flip:
+    """Make ``batch_id`` the only current batch, atomically (CALL set_current_batch).
+
+    The async twin of :func:`batchflag_db.set_current_batch`; logs
+    ``current_batch_flag_set``.
+
+    Args:
+        conn: An AsyncEngine (own transaction, retried) or AsyncConnection (yours).
+        batch_id: The batch to make current.
+        retry: How deadlocks and lock wait timeouts are retried when the call owns
+            its transaction; ``RetryPolicy(attempts=1)`` never retries.
+
+    Raises:
+        TypeError: ``conn`` is not an AsyncEngine or AsyncConnection.
+        InvalidBatchIdError: ``batch_id`` is not a positive integer.
+        BatchNotFoundError: No row of batchStatus has that id; nothing changed.
+        SchemaNotReadyError: The migrations have not been applied to this database.
+        TransactionConflictError: Deadlock or lock wait timeout inside your
+            transaction (retry the whole transaction), or retries exhausted.
+        DatabaseConnectionError: The server cannot be reached or refuses the login.
+        BatchFlagError: Any other server error, with ``errno`` and ``sqlstate``.
+    """
+    return await _call(conn, SET_PROCEDURE, validate_batch_id(batch_id), retry)
+
+
+async def unset_current_batch(
+    conn: AsyncConnectable, batch_id: int, *, retry: RetryPolicy = DEFAULT_RETRY
+) -> Flip:
+    """Clear the current flag of ``batch_id`` if it is current (CALL unset_current_batch).
+
+    The async twin of :func:`batchflag_db.unset_current_batch`; logs
+    ``current_batch_flag_unset``.
+
+    Args:
+        conn: An AsyncEngine (own transaction, retried) or AsyncConnection (yours).
+        batch_id: The batch to clear.
+        retry: As for :func:`set_current_batch`.
+
+    Raises:
+        TypeError: ``conn`` is not an AsyncEngine or AsyncConnection.
+        InvalidBatchIdError: ``batch_id`` is not a positive integer.
+        BatchNotFoundError: No row of batchStatus has that id; nothing changed.
+        SchemaNotReadyError: The migrations have not been applied to this database.
+        TransactionConflictError: Deadlock or lock wait timeout inside your
+            transaction (retry the whole transaction), or retries exhausted.
+        DatabaseConnectionError: The server cannot be reached or refuses the login.
+        BatchFlagError: Any other server error, with ``errno`` and ``sqlstate``.
+    """
+    return await _call(conn, UNSET_PROCEDURE, validate_batch_id(batch_id), retry)
+
+
+async def get_current_batch(conn: AsyncConnectable) -> int | None:
+    """Return the id of the current batch, or None (one probe of the key's UNIQUE index).
+
+    Raises:
+        TypeError: ``conn`` is not an AsyncEngine or AsyncConnection.
+        SchemaNotReadyError: The key column is missing: the migrations are not applied.
+        DatabaseConnectionError: The server cannot be reached or refuses the login.
+        BatchFlagError: Any other server error.
+    """
+    with translated_errors():
+        if isinstance(conn, AsyncEngine):
+            async with conn.connect() as raw:
+                session = await raw.execution_options(isolation_level="AUTOCOMMIT")
+                rows = await _rows(session, CURRENT_QUERY, None)
+        elif isinstance(conn, AsyncConnection):
+            rows = await _rows(conn, CURRENT_QUERY, None)
+        else:
+            raise _refuse(conn)
+    return current_from_rows(rows)
+
+
+@asynccontextmanager
+async def current_batch(
+    conn: AsyncConnectable, batch_id: int, *, retry: RetryPolicy = DEFAULT_RETRY
+) -> AsyncIterator[Flip]:
+    """Mark ``batch_id`` current for an ``async with`` block, as :func:`batchflag_db.current_batch`.
+
+    Set on entry (the :class:`Flip` is the ``as`` value); unset when the block
+    ends normally; left set when it raises (cancellation included), so the
+    dashboard shows the failed batch, and the error propagates unchanged.
+
+    Raises:
+        TypeError: ``conn`` is not an AsyncEngine or AsyncConnection.
+        InvalidBatchIdError: ``batch_id`` is not a positive integer (nothing runs).
+        BatchNotFoundError: No row of batchStatus has that id (the block does not run).
+        TransactionConflictError: As for :func:`set_current_batch`.
+        BatchFlagError: Any other server error, on entry or on the final unset.
+    """
+    flip = await set_current_batch(conn, batch_id, retry=retry)
+    yield flip
+    await unset_current_batch(conn, batch_id, retry=retry)

@@ -1,0 +1,540 @@
+"""``batchflag doctor``: is this database what this version of batchflag-db expects?
+
+Checks, in order: the Alembic revision is this version's head; ``batchStatus``
+exists and is InnoDB; at most one row is current; the key column is the expected
+generated column; its UNIQUE index is there; the lock table has its row; every
+routine exists and its body matches this version's SQL file
+(:data:`~batchflag_db._schema.CURRENT_ROUTINE_FILES`); every routine's definer
+account exists.
+
+Each problem comes with the command that fixes it. The fixes that rebuild schema
+objects run the migrations that create them again: down to the revision before
+the one that created the object, then up (no rows are deleted on the way).
+A check this account is not allowed to run (reading ``mysql.user``, or routine
+bodies of another definer) is a note, not a problem.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from alembic.runtime.migration import MigrationContext
+from alembic.script import Script, ScriptDirectory
+from sqlalchemy import bindparam, text
+from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.exc import DBAPIError
+
+from batchflag_db import migrate
+from batchflag_db._ddl import strip_sql_comments
+from batchflag_db._resources import read_sql
+from batchflag_db._schema import (
+    CURRENT_ROUTINE_FILES,
+    FLAG_COLUMN,
+    KEY_COLUMN,
+    KEY_EXPRESSION,
+    KEY_INDEX,
+    LOCK_TABLE,
+    TABLE,
+    VERSION_TABLE,
+)
+from batchflag_db.errors import BatchFlagError, driver_error_details
+
+__all__ = ["Finding", "Report", "diagnose", "normalize_body", "routine_body"]
+
+KEY_STORAGE = "VIRTUAL"
+"""How the key column is stored, as ``migrations/versions/0002_invariant.py`` creates it."""
+
+Status = Literal["ok", "problem", "note"]
+
+_ER_NO_SUCH_TABLE = 1146
+_ER_DENIED = (1142, 1044)  # SELECT command denied; access denied to the database
+
+
+@dataclass(frozen=True)
+class Finding:
+    """The outcome of one check.
+
+    Attributes:
+        status: ``ok``, ``problem`` (exit non-zero), or ``note`` (could not check).
+        check: Short name of the check (``revision``, ``index``, ...).
+        message: What was found.
+        fix: For a problem, the command that fixes it.
+    """
+
+    status: Status
+    check: str
+    message: str
+    fix: str | None = None
+
+    def line(self) -> str:
+        """Return the finding as one line of ``batchflag doctor`` output."""
+        label = {"ok": "ok", "problem": "PROBLEM", "note": "note"}[self.status]
+        fix = f" -- fix: {self.fix}" if self.fix else ""
+        return f"{label:<8}{self.check}: {self.message}{fix}"
+
+
+@dataclass(frozen=True)
+class Report:
+    """Every finding of one diagnosis.
+
+    Attributes:
+        findings: In the order the checks ran.
+        revision: The database's revision (None: never migrated).
+        head: This version's head revision.
+    """
+
+    findings: tuple[Finding, ...]
+    revision: str | None
+    head: str
+
+    @property
+    def problems(self) -> list[Finding]:
+        """The findings that make the database unhealthy."""
+        return [f for f in self.findings if f.status == "problem"]
+
+    @property
+    def healthy(self) -> bool:
+        """True when no check found a problem (notes do not count)."""
+        return not self.problems
+
+    def lines(self) -> list[str]:
+        """Return one line per finding."""
+        return [f.line() for f in self.findings]
+
+    def as_dict(self) -> dict[str, Any]:
+        """Return the report as JSON-ready data."""
+        return {
+            "healthy": self.healthy,
+            "revision": self.revision,
+            "head": self.head,
+            "findings": [
+                {"status": f.status, "check": f.check, "message": f.message, "fix": f.fix}
+                for f in self.findings
+            ],
+        }
+
+
+def normalize_body(sql: str) -> str:
+    r"""Return a routine body without comments and with all whitespace runs as one space.
+
+    MariaDB's ``ROUTINE_DEFINITION`` writes a line break inside a string literal
+    as the escape ``\n``; the file has the break itself. Both count as whitespace.
+    """
+    return " ".join(_ESCAPED_WHITESPACE.sub(" ", strip_sql_comments(sql)).split())
+
+
+_ESCAPED_WHITESPACE = re.compile(r"\\[nrt]")
+_BODY_START = re.compile(r"^\s*BEGIN\b", re.IGNORECASE | re.MULTILINE)
+_SECURITY = re.compile(r"\bSQL\s+SECURITY\s+(DEFINER|INVOKER)\b", re.IGNORECASE)
+
+
+def routine_body(create_statement: str) -> str:
+    """Return the body (``BEGIN`` ... ``END``) of a ``CREATE PROCEDURE`` file, normalized.
+
+    Raises:
+        ValueError: The statement has no line starting with ``BEGIN``.
+    """
+    stripped = strip_sql_comments(create_statement)
+    match = _BODY_START.search(stripped)
+    if match is None:
+        raise ValueError("no BEGIN ... END body found")
+    return normalize_body(stripped[match.start() :])
+
+
+def _normalize_expression(expression: str) -> str:
+    return re.sub(r"[\s`()]", "", expression).lower()
+
+
+@dataclass
+class _Revisions:
+    """The revision scripts, oldest first, and the text of each."""
+
+    scripts: list[Script] = field(default_factory=list)
+    texts: dict[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def load(cls) -> _Revisions:
+        directory = ScriptDirectory.from_config(migrate.alembic_config())
+        scripts = list(reversed(list(directory.walk_revisions())))
+        texts = {s.revision: Path(str(s.path)).read_text(encoding="utf-8") for s in scripts}
+        return cls(scripts, texts)
+
+    def known(self, revision: str) -> bool:
+        return revision in self.texts
+
+    def naming(self, needle: str, *, latest: bool) -> Script | None:
+        found = [s for s in self.scripts if needle in self.texts[s.revision]]
+        if not found:
+            return None
+        return found[-1] if latest else found[0]
+
+    def position(self, revision: str) -> int:
+        """0 for ``base``, then 1, 2, ... from the oldest revision on."""
+        order = [s.revision for s in self.scripts]
+        return order.index(revision) + 1 if revision in order else 0
+
+    def applied(self, database: str | None, revision: str) -> bool:
+        """True when ``revision`` is ``database`` or one of its ancestors."""
+        if database is None or not self.known(database):
+            return False
+        order = [s.revision for s in self.scripts]
+        return order.index(revision) <= order.index(database)
+
+
+class _Doctor:
+    def __init__(self, conn: Connection, command: str) -> None:
+        self.conn = conn
+        self.command = command
+        self.findings: list[Finding] = []
+        self.revisions = _Revisions.load()
+        self.head = migrate.head_revision()
+
+    # -- helpers
+
+    def add(self, status: Status, check: str, message: str, fix: str | None = None) -> None:
+        self.findings.append(Finding(status, check, message, fix))
+
+    def rows(self, sql: str, **params: Any) -> list[tuple[Any, ...]]:
+        return [tuple(r) for r in self.conn.execute(text(sql), params)]
+
+    def rebuild_target(self, needle: str, *, latest: bool = False) -> str:
+        """The revision before the one that creates what ``needle`` names (or ``base``)."""
+        script = self.revisions.naming(needle, latest=latest)
+        down = script.down_revision if script is not None else None
+        if isinstance(down, (tuple, list)):  # pragma: no cover - no merge revisions here
+            down = down[0]
+        return down if isinstance(down, str) else "base"
+
+    def rebuild(self, needle: str, *, latest: bool = False, upgrade_args: str = "") -> str:
+        """The command that re-creates what the revision naming ``needle`` creates."""
+        return self.rebuild_from(self.rebuild_target(needle, latest=latest), upgrade_args)
+
+    def rebuild_from(self, target: str, upgrade_args: str = "") -> str:
+        return f"{self.command} downgrade {target} && {self.command} upgrade{upgrade_args}"
+
+    # -- checks
+
+    def run(self) -> Report:
+        revision = self.check_revision()
+        if self.check_table():
+            self.check_current_rows(revision)
+            if revision == self.head:
+                self.check_key_column()
+                self.check_index()
+                self.check_lock_row()
+                definers = self.check_routines()
+                self.check_definers(definers)
+            else:
+                self.add("note", "schema", "object checks skipped until the database is at head")
+        return Report(tuple(self.findings), revision, self.head)
+
+    def read_revision(self) -> str | None:
+        """The database's revision; None when the version table does not exist.
+
+        Raises:
+            BatchFlagError: This account may not read the version table, so the
+                checks cannot tell "missing" from "hidden from this account".
+        """
+        try:
+            self.rows(f"SELECT 1 FROM `{VERSION_TABLE}` LIMIT 0")
+        except DBAPIError as exc:
+            errno, sqlstate, message = driver_error_details(exc)
+            if errno == _ER_NO_SUCH_TABLE:
+                return None
+            if errno in _ER_DENIED:
+                raise BatchFlagError(
+                    "doctor cannot check this database: this account may not read "
+                    f"{VERSION_TABLE} ({message}); run doctor as the account that runs "
+                    "the migrations",
+                    errno=errno,
+                    sqlstate=sqlstate,
+                ) from exc
+            raise
+        context = MigrationContext.configure(self.conn, opts={"version_table": VERSION_TABLE})
+        return context.get_current_revision()
+
+    def check_revision(self) -> str | None:
+        revision = self.read_revision()
+        if revision is None:
+            self.add(
+                "problem",
+                "revision",
+                "the database was never migrated (no batchflag-db revision)",
+                f"{self.command} upgrade",
+            )
+        elif not self.revisions.known(revision):
+            self.add(
+                "problem",
+                "revision",
+                f"the database is at revision {revision}, which this version of batchflag-db "
+                f"does not know (head {self.head}): a newer version migrated it",
+                "pip install --upgrade batchflag-db",
+            )
+        elif revision != self.head:
+            self.add(
+                "problem",
+                "revision",
+                f"the database is at revision {revision}, this version's head is {self.head}",
+                f"{self.command} upgrade",
+            )
+        else:
+            self.add("ok", "revision", f"{revision} (head)")
+        return revision
+
+    def check_table(self) -> bool:
+        found = self.rows(
+            "SELECT ENGINE FROM information_schema.TABLES "
+            "WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = :t",
+            t=TABLE,
+        )
+        if not found:
+            self.add(
+                "problem",
+                "table",
+                f"table {TABLE} does not exist",
+                f"{self.command} downgrade base && {self.command} upgrade",
+            )
+            return False
+        engine = str(found[0][0] or "")
+        if engine.upper() != "INNODB":
+            self.add(
+                "problem",
+                "table",
+                f"{TABLE} uses the {engine} engine: flips are not atomic without InnoDB",
+                f"ALTER TABLE `{TABLE}` ENGINE=InnoDB",
+            )
+        else:
+            self.add("ok", "table", f"{TABLE} exists (InnoDB)")
+        return True
+
+    def check_current_rows(self, revision: str | None) -> None:
+        columns = {
+            str(r[0])
+            for r in self.rows(
+                "SELECT COLUMN_NAME FROM information_schema.COLUMNS "
+                "WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = :t",
+                t=TABLE,
+            )
+        }
+        if FLAG_COLUMN not in columns:
+            self.add(
+                "problem",
+                "current rows",
+                f"{TABLE} has no column {FLAG_COLUMN}",
+                f"{self.command} downgrade base && {self.command} upgrade",
+            )
+            return
+        ids = [
+            int(r[0])
+            for r in self.rows(
+                f"SELECT `id` FROM `{TABLE}` WHERE `{FLAG_COLUMN}` <> 0 ORDER BY `id` LIMIT 11"
+            )
+        ]
+        if len(ids) <= 1:
+            which = f"batch {ids[0]}" if ids else "none"
+            self.add("ok", "current rows", f"at most one batch is current ({which})")
+            return
+        shown = ", ".join(str(i) for i in ids[:10]) + (", ..." if len(ids) > 10 else "")
+        newest = max(ids)
+        key = self.revisions.naming(KEY_INDEX, latest=False)
+        if key is not None and self.revisions.applied(revision, key.revision):
+            fix = self.rebuild(KEY_INDEX, upgrade_args=f" --keep-current {newest}")
+        else:
+            fix = f"{self.command} upgrade --keep-current {newest}"
+        self.add(
+            "problem",
+            "current rows",
+            f"{len(ids) if len(ids) <= 10 else 'more than 10'} batches are current "
+            f"(ids {shown}), at most one may be; the fix keeps the batch named by "
+            "--keep-current (here the newest: change it if another is right)",
+            fix,
+        )
+
+    def check_key_column(self) -> None:
+        found = self.rows(
+            "SELECT EXTRA, GENERATION_EXPRESSION FROM information_schema.COLUMNS "
+            "WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = :t AND COLUMN_NAME = :c",
+            t=TABLE,
+            c=KEY_COLUMN,
+        )
+        fix = self.rebuild(KEY_INDEX)
+        if not found:
+            self.add("problem", "key column", f"{TABLE}.{KEY_COLUMN} is missing", fix)
+            return
+        extra, expression = (str(v or "") for v in found[0])
+        if "GENERATED" not in extra.upper() or not expression:
+            self.add(
+                "problem",
+                "key column",
+                f"{TABLE}.{KEY_COLUMN} is not a generated column (expected "
+                f"{KEY_EXPRESSION} {KEY_STORAGE})",
+                fix,
+            )
+        elif _normalize_expression(expression) != _normalize_expression(KEY_EXPRESSION):
+            self.add(
+                "problem",
+                "key column",
+                f"{TABLE}.{KEY_COLUMN} is generated as {expression}, expected {KEY_EXPRESSION}",
+                fix,
+            )
+        elif KEY_STORAGE not in extra.upper():
+            self.add(
+                "problem",
+                "key column",
+                f"{TABLE}.{KEY_COLUMN} is {extra}, this version expects {KEY_STORAGE}",
+                fix,
+            )
+        else:
+            self.add("ok", "key column", f"{KEY_COLUMN} = {KEY_EXPRESSION} {KEY_STORAGE}")
+
+    def check_index(self) -> None:
+        found = self.rows(
+            "SELECT NON_UNIQUE, COLUMN_NAME FROM information_schema.STATISTICS "
+            "WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = :t AND INDEX_NAME = :i "
+            "ORDER BY SEQ_IN_INDEX",
+            t=TABLE,
+            i=KEY_INDEX,
+        )
+        fix = self.rebuild(KEY_INDEX)
+        if not found:
+            self.add(
+                "problem",
+                "index",
+                f"UNIQUE index {KEY_INDEX} is missing: nothing stops a second current batch",
+                fix,
+            )
+        elif [(int(n), str(c)) for n, c in found] != [(0, KEY_COLUMN)]:
+            columns = ", ".join(str(c) for _, c in found)
+            kind = "UNIQUE" if int(found[0][0]) == 0 else "not UNIQUE"
+            self.add(
+                "problem",
+                "index",
+                f"index {KEY_INDEX} is {kind} on ({columns}); expected UNIQUE on ({KEY_COLUMN})",
+                fix,
+            )
+        else:
+            self.add("ok", "index", f"UNIQUE index {KEY_INDEX} on ({KEY_COLUMN})")
+
+    def check_lock_row(self) -> None:
+        fix = self.rebuild(LOCK_TABLE)
+        exists = self.rows(
+            "SELECT COUNT(*) FROM information_schema.TABLES "
+            "WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = :t",
+            t=LOCK_TABLE,
+        )
+        if not exists[0][0]:
+            self.add("problem", "lock row", f"table {LOCK_TABLE} is missing: every flip fails", fix)
+            return
+        count = self.rows(f"SELECT COUNT(*) FROM `{LOCK_TABLE}` WHERE `id` = 1")[0][0]
+        if not count:
+            self.add(
+                "problem",
+                "lock row",
+                f"the row id=1 of {LOCK_TABLE} is missing: every flip fails (error 31003)",
+                fix,
+            )
+        else:
+            self.add("ok", "lock row", f"{LOCK_TABLE} has its row")
+
+    def check_routines(self) -> dict[str, list[str]]:
+        """Check each routine; return {definer: [routine names]}."""
+        names = list(CURRENT_ROUTINE_FILES)
+        query = text(
+            "SELECT ROUTINE_NAME, ROUTINE_DEFINITION, DEFINER, SECURITY_TYPE "
+            "FROM information_schema.ROUTINES WHERE ROUTINE_SCHEMA = DATABASE() "
+            "AND ROUTINE_NAME IN :names"
+        ).bindparams(bindparam("names", expanding=True))
+        found = {str(r[0]): tuple(r) for r in self.conn.execute(query, {"names": names})}
+        definers: dict[str, list[str]] = {}
+        for name in names:
+            relative = CURRENT_ROUTINE_FILES[name]
+            fix = self.rebuild(relative, latest=True)
+            row = found.get(name)
+            if row is None:
+                self.add("problem", "procedure", f"{name} is missing", fix)
+                continue
+            _, definition, definer, security = row
+            definers.setdefault(str(definer), []).append(name)
+            source = read_sql(relative)
+            expected_security = _SECURITY.search(source)
+            wanted = expected_security.group(1).upper() if expected_security else "DEFINER"
+            if definition is None:
+                self.add(
+                    "note",
+                    "procedure",
+                    f"could not compare {name} with {relative}: this account may not read "
+                    "its body (it is not the definer and lacks SHOW CREATE ROUTINE / "
+                    "SELECT on mysql.proc)",
+                )
+            elif normalize_body(str(definition)) != routine_body(source):
+                self.add(
+                    "problem",
+                    "procedure",
+                    f"{name} differs from this version's SQL ({relative})",
+                    fix,
+                )
+            elif str(security).upper() != wanted:
+                self.add(
+                    "problem",
+                    "procedure",
+                    f"{name} runs with SQL SECURITY {security}, {relative} says {wanted}",
+                    fix,
+                )
+            else:
+                self.add("ok", "procedure", f"{name} matches {relative}")
+        return definers
+
+    def check_definers(self, definers: dict[str, list[str]]) -> None:
+        for definer, routines in sorted(definers.items()):
+            user, _, host = definer.rpartition("@")
+            if not user:  # a MariaDB role: no host part
+                user, host = definer, ""
+            shown = definer
+            try:
+                exists = self.rows(
+                    "SELECT COUNT(*) FROM mysql.user WHERE User = :u AND Host = :h", u=user, h=host
+                )[0][0]
+            except DBAPIError as exc:
+                _, _, message = driver_error_details(exc)
+                self.add(
+                    "note",
+                    "definer",
+                    f"could not check that the definer {shown} exists ({message})",
+                )
+                continue
+            if exists:
+                self.add("ok", "definer", f"{shown} (definer of {', '.join(routines)}) exists")
+            else:
+                targets = {
+                    self.rebuild_target(CURRENT_ROUTINE_FILES[r], latest=True) for r in routines
+                }
+                fix = self.rebuild_from(min(targets, key=self.revisions.position))
+                self.add(
+                    "problem",
+                    "definer",
+                    f"the definer {shown} of {', '.join(routines)} does not exist: "
+                    "every CALL fails (error 1449); the fix re-creates them with your account",
+                    fix,
+                )
+
+
+def diagnose(conn: Engine | Connection, *, command: str = "batchflag") -> Report:
+    """Run every check on the database of ``conn`` and return the findings.
+
+    Args:
+        conn: An Engine or a Connection to the database to check.
+        command: How fixes should spell the ``batchflag`` command (e.g.
+            ``batchflag --env staging``).
+
+    Raises:
+        BatchFlagError: This account may not read the version table.
+        sqlalchemy.exc.DBAPIError: The server could not be reached, or refused a
+            query no check can do without.
+    """
+    if isinstance(conn, Engine):
+        with conn.connect() as connection:
+            return _Doctor(connection, command).run()
+    return _Doctor(conn, command).run()

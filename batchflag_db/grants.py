@@ -1,0 +1,251 @@
+"""Least privilege: what an application account needs to use batchflag-db, and no more.
+
+An application account gets:
+
+* ``SELECT`` on ``batchStatus`` (read it, and ``get_current_batch``);
+* ``EXECUTE`` on every routine batchflag-db ships (``set_current_batch``,
+  ``unset_current_batch``, ``resolve_dashboard_batch``).
+
+It gets no ``INSERT``, ``UPDATE`` or ``DELETE`` on ``batchStatus`` and nothing on
+``currentBatchLock``, so it cannot write ``currentBatch`` itself: the procedures
+are ``SQL SECURITY DEFINER`` and do the writing with their definer's privileges
+(the account that ran the migrations). ``tests/test_privileges.py`` proves both
+halves, and shows that ``SQL SECURITY INVOKER`` would need ``UPDATE`` on the flag.
+
+An application that also creates batches can be given column privileges that
+leave the flag out; :func:`column_write_statements` writes them from the table's
+actual columns.
+
+The account must already exist (``CREATE USER``): granting never creates
+accounts, and never sets passwords.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from typing import Any
+
+from sqlalchemy import text
+from sqlalchemy.engine import Connection, Engine
+
+from batchflag_db._schema import FLAG_COLUMN, KEY_COLUMN, ROUTINES, TABLE
+from batchflag_db.errors import (
+    BatchFlagError,
+    ConfigurationError,
+    SchemaNotReadyError,
+    driver_error_details,
+    from_driver_error,
+)
+
+__all__ = [
+    "InvalidAccountError",
+    "column_write_statements",
+    "grant",
+    "grant_statements",
+    "parse_account",
+    "quote_account",
+    "quote_identifier",
+]
+
+# A user or host name, bare or in single quotes. Deliberately narrower than what
+# the server accepts: letters, digits and the punctuation real account names use.
+# Nothing here can end a quoted string or start a comment.
+_USER = r"[A-Za-z0-9_.$-]{1,80}"
+_HOST = r"[A-Za-z0-9_.%:/-]{1,255}"
+_ACCOUNT = re.compile(
+    rf"(?:'(?P<quser>{_USER})'|(?P<user>{_USER}))@(?:'(?P<qhost>{_HOST})'|(?P<host>{_HOST}))"
+)
+_MAX_IDENTIFIER = 64
+
+# Server errors grant() explains in its own words.
+_ER_NONEXISTING_GRANT = 1133  # MariaDB: GRANT to an account that does not exist
+_ER_CANT_CREATE_USER_WITH_GRANT = 1410  # MySQL 8: the same
+_ER_ACCESS_DENIED = (1044, 1045, 1142, 1227)
+
+
+class InvalidAccountError(BatchFlagError, ValueError):
+    """Raised when an account is not written as 'user'@'host' or user@host."""
+
+
+def parse_account(account: str) -> tuple[str, str]:
+    """Split an account written ``'user'@'host'`` or ``user@host`` into (user, host).
+
+    Either part may be bare or in single quotes. Names may hold letters, digits
+    and ``_ . $ -``; hosts also ``% : /`` (wildcards, IPv6, netmasks). Anything
+    else is refused rather than escaped: an account name is never a place for
+    quotes, spaces, backslashes or semicolons.
+
+    Raises:
+        InvalidAccountError: ``account`` has any other form.
+    """
+    if not isinstance(account, str):
+        raise InvalidAccountError(
+            f"invalid account {account!r}: write it as 'user'@'host' or user@host"
+        )
+    match = _ACCOUNT.fullmatch(account)  # fullmatch: no trailing newline either
+    if match is None:
+        shown = account if len(account) <= 80 else account[:77] + "..."
+        raise InvalidAccountError(
+            f"invalid account {shown!r}: write it as 'user'@'host' or user@host "
+            "(user: letters, digits, _ . $ -; host: also % : /), e.g. 'app'@'%'"
+        )
+    user = match.group("quser") or match.group("user")
+    host = match.group("qhost") or match.group("host")
+    return user, host
+
+
+def quote_account(account: str) -> str:
+    """Return ``account`` in the canonical quoted form ``'user'@'host'``.
+
+    Raises:
+        InvalidAccountError: ``account`` is not a valid account (see :func:`parse_account`).
+    """
+    user, host = parse_account(account)
+    return f"'{user}'@'{host}'"
+
+
+def quote_identifier(name: str) -> str:
+    """Return a database or table name quoted with backticks (inner backticks doubled).
+
+    Raises:
+        ConfigurationError: ``name`` is empty, longer than 64 characters or holds a NUL.
+    """
+    if not isinstance(name, str) or not name or len(name) > _MAX_IDENTIFIER or "\x00" in name:
+        raise ConfigurationError(
+            f"invalid database name {name!r}: name the database in the URL "
+            "(mysql+pymysql://USER:PASSWORD@HOST:PORT/DATABASE)"
+        )
+    return "`" + name.replace("`", "``") + "`"
+
+
+def grant_statements(account: str, database: str) -> list[str]:
+    """Return the GRANT statements that let ``account`` flip and read, but not write the flag.
+
+    SELECT on batchStatus, then EXECUTE on each routine of ``_schema.ROUTINES``.
+
+    The statements carry no trailing semicolon.
+
+    Args:
+        account: ``'user'@'host'`` or ``user@host``; the account must exist.
+        database: The database holding ``batchStatus`` and the procedures.
+
+    Raises:
+        InvalidAccountError: ``account`` is not a valid account.
+        ConfigurationError: ``database`` is not a valid database name.
+    """
+    who = quote_account(account)
+    db = quote_identifier(database)
+    statements = [f"GRANT SELECT ON {db}.{quote_identifier(TABLE)} TO {who}"]
+    statements += [
+        f"GRANT EXECUTE ON PROCEDURE {db}.{quote_identifier(name)} TO {who}" for name in ROUTINES
+    ]
+    return statements
+
+
+def _run_statements(conn: Any, statements: Sequence[str]) -> None:
+    """Run statements on the driver's own cursor, with no parameters.
+
+    No parameters means the driver does no ``%`` formatting, so a host such as
+    ``'%'`` reaches the server as written, whatever the driver's paramstyle.
+    """
+    if isinstance(conn, Engine):
+        raw = conn.raw_connection()
+        try:
+            _run_statements(raw.dbapi_connection, statements)
+        finally:
+            raw.close()
+        return
+    if isinstance(conn, Connection):
+        _run_statements(conn.connection.dbapi_connection, statements)
+        return
+    cursor = conn.cursor()
+    try:
+        for statement in statements:
+            cursor.execute(statement)
+    finally:
+        cursor.close()
+
+
+def _explain(exc: Exception, account: str, database: str) -> BatchFlagError | None:
+    errno, sqlstate, message = driver_error_details(exc)
+    if errno in (_ER_NONEXISTING_GRANT, _ER_CANT_CREATE_USER_WITH_GRANT):
+        return BatchFlagError(
+            f"account {account} does not exist: create it first "
+            f"(CREATE USER {account} IDENTIFIED BY '...'), then grant again ({message})",
+            errno=errno,
+            sqlstate=sqlstate,
+        )
+    if errno in _ER_ACCESS_DENIED:
+        return BatchFlagError(
+            f"this connection's account may not grant on {database}: connect as an "
+            f"account holding these privileges WITH GRANT OPTION ({message})",
+            errno=errno,
+            sqlstate=sqlstate,
+        )
+    return from_driver_error(exc)
+
+
+def grant(conn: Any, account: str, database: str) -> None:
+    """Run :func:`grant_statements` on ``conn``.
+
+    ``conn`` is a SQLAlchemy Engine or Connection, or a PEP 249 connection, of an
+    account allowed to grant (it holds the privileges WITH GRANT OPTION). GRANT
+    commits implicitly; granting again is harmless.
+
+    Raises:
+        InvalidAccountError: ``account`` is not a valid account.
+        ConfigurationError: ``database`` is not a valid database name.
+        SchemaNotReadyError: The table or procedures are missing: migrate first.
+        BatchFlagError: The account does not exist, ``conn`` may not grant, or
+            another server error (``errno`` and ``sqlstate`` kept).
+    """
+    statements = grant_statements(account, database)
+    try:
+        _run_statements(conn, statements)
+    except BatchFlagError:
+        raise
+    except Exception as exc:
+        translated = _explain(exc, quote_account(account), database)
+        if translated is None:
+            raise
+        raise translated from exc
+
+
+def column_write_statements(conn: Engine | Connection, account: str, database: str) -> list[str]:
+    """Return GRANTs of INSERT and UPDATE on every column of batchStatus but the flag.
+
+    For an application that creates batches and updates their other columns:
+    with these, an ``INSERT`` or ``UPDATE`` that names ``currentBatch`` is denied
+    (error 1143), and a row inserted without it takes the column default (0).
+    The columns are read from the server, so adopted tables with their own
+    columns are covered. Nothing is run; pass the result to the server yourself.
+
+    Raises:
+        InvalidAccountError: ``account`` is not a valid account.
+        ConfigurationError: ``database`` is not a valid database name.
+        SchemaNotReadyError: ``batchStatus`` does not exist in ``database``.
+    """
+    who = quote_account(account)
+    db = quote_identifier(database)
+    query = text(
+        "SELECT COLUMN_NAME FROM information_schema.COLUMNS "
+        "WHERE TABLE_SCHEMA = :db AND TABLE_NAME = :table "
+        # Generated columns cannot be written at all; NULL on MariaDB, '' on MySQL.
+        "AND COALESCE(GENERATION_EXPRESSION, '') = '' ORDER BY ORDINAL_POSITION"
+    )
+    if isinstance(conn, Engine):
+        with conn.connect() as c:
+            names = [str(r[0]) for r in c.execute(query, {"db": database, "table": TABLE})]
+    else:
+        names = [str(r[0]) for r in conn.execute(query, {"db": database, "table": TABLE})]
+    if not names:
+        raise SchemaNotReadyError(
+            f"table {TABLE} not found in database {database}: run `batchflag upgrade` first"
+        )
+    columns = ", ".join(quote_identifier(n) for n in names if n not in (FLAG_COLUMN, KEY_COLUMN))
+    table = f"{db}.{quote_identifier(TABLE)}"
+    return [
+        f"GRANT INSERT ({columns}) ON {table} TO {who}",
+        f"GRANT UPDATE ({columns}) ON {table} TO {who}",
+    ]
