@@ -1,0 +1,197 @@
+"""Smoke test of the benchmark (bench/): its measuring functions on tiny tables, and its report.
+
+The numbers mean nothing at these sizes; what is pinned down is that each measuring
+function runs against a real server and returns a sane structure, so a full run
+(minutes) does not fail at its end.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy.engine import URL
+
+from batchflag_db import migrate
+from batchflag_db._schema import KEY_COLUMN, KEY_INDEX
+from bench import core, report
+from bench._workers import BATCHFLAG, SEED
+from tests.conftest import connect
+
+TINY_PLAN = core.Plan(warmup=2, reps=8, min_reps=2, budget_s=0.5, block=3, warmup_budget_s=0.2)
+ROWS = 300
+
+
+@pytest.fixture
+def pair(server_url: URL) -> Iterator[core.Pair]:
+    """A seed/batchflag pair of databases with ROWS rows each; dropped afterwards."""
+    made = core.prepare_pair(server_url, ROWS, prefix=f"bft_bench_{uuid.uuid4().hex[:8]}")
+    yield made
+    made.drop()
+
+
+def _columns(url: URL) -> set[str]:
+    conn = connect(url)
+    try:
+        with conn.cursor() as cur:
+            cur.execute(
+                "SELECT COLUMN_NAME FROM information_schema.COLUMNS "
+                "WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = 'batchStatus'"
+            )
+            return {str(r[0]) for r in cur.fetchall()}
+    finally:
+        conn.close()
+
+
+def _assert_sane(summary: dict[str, float]) -> None:
+    assert summary["n"] >= TINY_PLAN.min_reps
+    assert 0 < summary["min_ms"] <= summary["median_ms"] <= summary["p99_ms"] <= summary["max_ms"]
+
+
+class TestStatistics:
+    def test_percentile_is_nearest_rank(self) -> None:
+        """p99 of 1..100 is 99, of 1..10 it is the maximum; p50 of 1..4 is 2."""
+        assert core.percentile(list(range(1, 101)), 0.99) == 99
+        assert core.percentile(list(range(1, 11)), 0.99) == 10
+        assert core.percentile([1, 2, 3, 4], 0.5) == 2
+
+    def test_summarize_converts_ns_to_ms(self) -> None:
+        """Samples in nanoseconds come back in milliseconds, with their count."""
+        summary = core.summarize([3_000_000, 1_000_000, 2_000_000])
+        assert summary == {
+            "n": 3,
+            "median_ms": 2.0,
+            "p99_ms": 3.0,
+            "mean_ms": 2.0,
+            "min_ms": 1.0,
+            "max_ms": 3.0,
+        }
+
+
+class TestInterleave:
+    def test_each_operation_runs_warmup_then_reps(self) -> None:
+        """Each operation runs its warm-up unmeasured, then exactly `reps` measured times."""
+        calls = {"a": 0, "b": 0}
+
+        def op(name: str) -> Any:
+            def run() -> None:
+                calls[name] += 1
+
+            return run
+
+        plan = core.Plan(warmup=3, reps=10, min_reps=1, budget_s=60, block=4)
+        samples = core.interleave({"a": op("a"), "b": op("b")}, plan)
+        assert {name: len(values) for name, values in samples.items()} == {"a": 10, "b": 10}
+        assert calls == {"a": 13, "b": 13}
+
+    def test_slow_operation_stops_at_its_budget(self) -> None:
+        """An operation that has spent its budget stops at min_reps; a fast one goes on to reps."""
+        plan = core.Plan(warmup=0, reps=50, min_reps=2, budget_s=0.01, block=1)
+        samples = core.interleave({"slow": lambda: time.sleep(0.02), "fast": lambda: None}, plan)
+        assert len(samples["slow"]) == 2
+        assert len(samples["fast"]) == 50
+
+
+class TestLoading:
+    def test_load_rows_in_chunks_gives_ids_one_to_n(self, db_url: URL) -> None:
+        """A load in several chunks yields ids exactly 1..N, none current (what 10M rows use)."""
+        migrate.upgrade(db_url, core.BASELINE)
+        core.load_rows(core.connect_params(db_url), 2_500, chunk=1_000)
+        conn = connect(db_url)
+        try:
+            with conn.cursor() as cur:
+                cur.execute(
+                    "SELECT COUNT(*), COUNT(DISTINCT id), MIN(id), MAX(id), SUM(currentBatch) "
+                    "FROM batchStatus"
+                )
+                assert cur.fetchone() == (2_500, 2_500, 1, 2_500, 0)
+                cur.execute("SHOW TABLES LIKE '\\_bench\\_digits'")
+                assert cur.fetchall() == ()
+        finally:
+            conn.close()
+
+
+@pytest.mark.stress  # ~15 s: three pairs of databases, migrations, caller processes
+class TestBenchmarkOnTinyTables:
+    def test_pair_is_the_same_table_with_and_without_the_key(self, pair: core.Pair) -> None:
+        """Both sides hold the same rows, one current; only the batchflag side has the key."""
+        seed_columns = _columns(pair.url(SEED))
+        batchflag_columns = _columns(pair.url(BATCHFLAG))
+        assert batchflag_columns - seed_columns == {KEY_COLUMN}
+        contents = {}
+        for side in (SEED, BATCHFLAG):
+            conn = connect(pair.url(side))
+            try:
+                with conn.cursor() as cur:
+                    cur.execute(
+                        "SELECT COUNT(*), MIN(id), MAX(id), "
+                        "SUM(CRC32(CONCAT_WS(',', id, batchDate, batchNumber))) FROM batchStatus"
+                    )
+                    contents[side] = cur.fetchone()
+            finally:
+                conn.close()
+            assert core.current_count(pair.params(side)) == 1
+        assert contents[SEED][:3] == (ROWS, 1, ROWS)
+        assert contents[BATCHFLAG] == contents[SEED]
+
+    def test_migration_is_measured_with_a_concurrent_writer(self, pair: core.Pair) -> None:
+        """The migration's duration and the writer's slowest write during it are recorded."""
+        m = pair.migration
+        assert m["duration_s"] > 0
+        assert m["writer_ops_during"] >= 1
+        assert m["max_stall_ms"] >= m["writer_median_ms"] > 0
+        assert any("currentBatchKey" in s["statement"] for s in m["statements"])
+
+    def test_measure_size_and_report(self, pair: core.Pair, tmp_path: Path) -> None:
+        """Every operation gets positive latencies; the report computes every target's ratio."""
+        measured = core.measure_size(pair, TINY_PLAN)
+        assert set(measured["ops"]) == {
+            "flip", "wrapper", "floor", "seed", "seed_one_txn",
+            "lookup_key", "lookup_flag", "lookup_flag_keyed",
+        }  # fmt: skip
+        for summary in measured["ops"].values():
+            _assert_sane(summary)
+        assert measured["explain"]["lookup_key"][0]["key"] == KEY_INDEX
+        assert measured["explain"]["lookup_flag"][0]["key"] is None
+        # The flips left exactly one current row on the batchflag side.
+        assert core.current_count(pair.params(BATCHFLAG)) == 1
+
+        results = {
+            "meta": {"command": "test", "server": core.server_info(pair.params(SEED))},
+            "sizes": [ROWS],
+            "latency": {str(ROWS): measured},
+            "migration": {str(ROWS): pair.migration},
+            "concurrency": None,
+        }
+        targets = report.evaluate(results)
+        assert len(targets) == 6  # five latency targets and the migration's
+        for target in targets:
+            assert target["ratio"] is not None
+            assert target["ratio"] > 0
+            assert target["passed"] in (True, False)
+        markdown = report.render_markdown(results)
+        assert "| flip close to the floor |" in markdown
+        assert f"| {ROWS} |" in markdown
+        md_path, png_path = report.write_reports(results, tmp_path)
+        assert md_path.read_text().startswith("# batchflag-db benchmark results")
+        if png_path is not None:  # matplotlib is optional for the tables
+            assert png_path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+    def test_concurrent_callers_report_throughput_and_polls(self, pair: core.Pair) -> None:
+        """Caller processes flip and a reader polls; batchflag's reader never sees other than one."""
+        cells = core.measure_concurrency(pair, callers=(2,), duration_s=0.5)
+        by = {cell["approach"]: cell for cell in cells}
+        assert set(by) == {BATCHFLAG, SEED}
+        for cell in cells:
+            assert cell["flips_ok"] > 0
+            assert cell["flips_per_s"] > 0
+            assert cell["polls"] > 0
+            assert sum(cell["poll_counts"].values()) == cell["polls"]
+            _assert_sane(cell["latency"])
+        assert by[BATCHFLAG]["bad_polls"] == 0
+        assert by[BATCHFLAG]["errors"] == {}
+        assert by[BATCHFLAG]["current_rows_after"] == 1
