@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import datetime
+import importlib.metadata
 import json
 import os
 import platform
@@ -32,7 +33,6 @@ from typing import Any
 if __package__ in (None, ""):  # run as `python bench/run.py`: make `bench` importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-import pymysql
 from sqlalchemy.engine import URL
 
 from batchflag_db import migrate
@@ -170,7 +170,9 @@ def main(argv: list[str] | None = None) -> int:
             "cpu_count": os.cpu_count(),
             "platform": platform.platform(),
             "python": platform.python_version(),
-            "pymysql": pymysql.__version__,
+            "pymysql": importlib.metadata.version(
+                "PyMySQL"
+            ),  # pymysql.__version__ is a fake for Django
             "revision": migrate.head_revision(),
             "loadavg_start": _load(),
             "plan": plan.__dict__,
