@@ -387,7 +387,7 @@ def update_readme(results: dict[str, Any], readme: Path) -> bool:
     body = render_markdown(results).split("\n")
     # Drop the page title and the generated-file note; demote headings under README's section.
     kept = [line for line in body[1:] if not line.startswith("<!--")]
-    kept = ["##" + line if line.startswith("## ") else line for line in kept]
+    kept = ["#" + line if line.startswith("## ") else line for line in kept]
     section = README_START + "\n" + "\n".join(kept).strip() + "\n" + README_END
     readme.write_text(text[:start] + section + text[end + len(README_END) :])
     return True

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import shutil
 import subprocess
+import sys
 import uuid
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -92,16 +93,7 @@ def add_batches(connect_db: Callable[..., pymysql.Connection]) -> Callable[[int]
     """Insert N batches (not current) and return their ids."""
 
     def factory(n: int) -> list[int]:
-        conn = connect_db(autocommit=True)
-        ids = []
-        with conn.cursor() as cur:
-            for i in range(n):
-                cur.execute(
-                    "INSERT INTO batchStatus (batchDate, batchNumber) VALUES ('2026-11-28', %s)",
-                    (i + 1,),
-                )
-                ids.append(cur.lastrowid)
-        return ids
+        return insert_batches(connect_db(autocommit=True), n)
 
     return factory
 
@@ -143,6 +135,35 @@ def mysql_client(migrated_url: URL) -> Callable[[str], subprocess.CompletedProce
         )
 
     return run
+
+
+def insert_batches(conn: pymysql.Connection, n: int) -> list[int]:
+    """Insert ``n`` batches (not current) through ``conn`` and return their ids."""
+    ids = []
+    with conn.cursor() as cur:
+        for i in range(n):
+            cur.execute(
+                "INSERT INTO batchStatus (batchDate, batchNumber) VALUES ('2026-11-28', %s)",
+                (i + 1,),
+            )
+            ids.append(int(cur.lastrowid))
+    return ids
+
+
+def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
+    """Run ``batchflag ARGS`` in a fresh interpreter (the same code as the console script)."""
+    return subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "from batchflag_db.cli import main; raise SystemExit(main())",
+            *args,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
 
 
 def current_rows(conn: pymysql.Connection) -> list[int]:

@@ -29,7 +29,7 @@ from batchflag_db import (
 )
 from batchflag_db.migrate import current_revision, head_revision
 from batchflag_db.server import ThrowawayServer
-from tests.conftest import check_table, client_args, connect, current_rows
+from tests.conftest import check_table, client_args, connect, current_rows, insert_batches
 
 PASSWORD = "bf-dump-pw"  # noqa: S105 - throwaway account
 ER_DUP_ENTRY = 1062
@@ -92,17 +92,6 @@ def target_url(target_server: URL) -> Iterator[URL]:
     admin.close()
 
 
-def add_rows(conn: pymysql.Connection, n: int) -> list[int]:
-    ids = []
-    with conn.cursor() as cur:
-        for i in range(n):
-            cur.execute(
-                "INSERT INTO batchStatus (batchDate, batchNumber) VALUES ('2026-11-28', %s)", (i,)
-            )
-            ids.append(int(cur.lastrowid))
-    return ids
-
-
 def assert_restored_database_works(url: URL, current: int, other: int) -> None:
     """The restored database: healthy, same current batch, invariant enforced, procedures work."""
     conn = connect(url, autocommit=True)
@@ -131,7 +120,7 @@ class TestDumpAndRestore:
     ) -> None:
         """mariadb-dump --routines, loaded into a fresh server: everything works there."""
         source = connect(migrated_url, autocommit=True)
-        a, b, _ = add_rows(source, 3)
+        a, b, _ = insert_batches(source, 3)
         set_current_batch(source, b)
         source.close()
         sql = dump(migrated_url, tmp_path / "dump.sql")
@@ -168,7 +157,7 @@ def migrated_by_service_account(db_url: URL, server_url: URL) -> Iterator[tuple[
 class TestMissingDefiner:
     def _source(self, url: URL, tmp_path: Path) -> tuple[str, int, int]:
         conn = connect(url, autocommit=True)
-        a, b = add_rows(conn, 2)
+        a, b = insert_batches(conn, 2)
         set_current_batch(conn, a)
         conn.close()
         return dump(url, tmp_path / "dump.sql"), a, b

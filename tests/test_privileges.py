@@ -5,8 +5,6 @@ Also the evidence behind ``SQL SECURITY DEFINER`` and the choice of definer.
 
 from __future__ import annotations
 
-import subprocess
-import sys
 import uuid
 from collections.abc import Callable, Iterator
 
@@ -39,7 +37,7 @@ from batchflag_db.grants import (
     grant_statements,
     parse_account,
 )
-from tests.conftest import check_table, connect, current_rows
+from tests.conftest import check_table, connect, current_rows, insert_batches, run_cli
 
 PASSWORD = "bf-test-pw"  # noqa: S105 - a throwaway account on a throwaway server
 
@@ -370,17 +368,6 @@ def _restore_definer(root: pymysql.Connection, definer: str, database: str) -> N
         cur.execute(f"GRANT EXECUTE ON `{database}`.* TO {definer}")
 
 
-def _add_rows(conn: pymysql.Connection, n: int) -> list[int]:
-    ids = []
-    with conn.cursor() as cur:
-        for i in range(n):
-            cur.execute(
-                "INSERT INTO batchStatus (batchDate, batchNumber) VALUES ('2026-11-28', %s)", (i,)
-            )
-            ids.append(int(cur.lastrowid))
-    return ids
-
-
 class TestSqlSecurity:
     def test_procedures_run_as_the_migrating_account(self, migrator, db_url: URL) -> None:
         """The procedures are SQL SECURITY DEFINER, owned by the account that ran the migration."""
@@ -430,7 +417,7 @@ class TestSqlSecurity:
         """Dropping the definer account breaks every CALL (1449); recreating the account fixes it."""
         _, definer = migrator
         root = connect(db_url, autocommit=True)
-        a, b = _add_rows(root, 2)
+        a, b = insert_batches(root, 2)
         set_current_batch(root, a)
         user, app_account = make_account()
         grant(root, app_account, db_url.database)
@@ -467,7 +454,7 @@ class TestSqlSecurity:
         """After migrating, the definer can be locked and cut to DML on the tables plus EXECUTE."""
         url, definer = migrator
         root = connect(db_url, autocommit=True)
-        a, b = _add_rows(root, 2)
+        a, b = insert_batches(root, 2)
         user, app_account = make_account()
         grant(root, app_account, db_url.database)
         db = db_url.database
@@ -506,24 +493,6 @@ class TestSqlSecurity:
         with pytest.raises(pymysql.err.OperationalError):
             connect(url).close()
         root.close()
-
-
-
-
-def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
-    """Run ``batchflag ARGS`` in a fresh interpreter (the same code as the console script)."""
-    return subprocess.run(
-        [
-            sys.executable,
-            "-c",
-            "from batchflag_db.cli import main; raise SystemExit(main())",
-            *args,
-        ],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
 
 
 class TestCliGrant:
