@@ -102,7 +102,7 @@ class RetryPolicy:
 
 
 DEFAULT_RETRY = RetryPolicy()
-"""5 attempts; waits of at most 0.05, 0.1, 0.2, 0.4 s: under 0.8 s of sleep in total."""
+"""5 attempts; waits of at most 0.05, 0.1, 0.2, 0.4 s: at most 0.75 s of sleep in total."""
 
 _RNG = random.Random()  # noqa: S311 - jitter, not cryptography
 

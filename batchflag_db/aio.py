@@ -93,7 +93,7 @@ async def _rows(conn: AsyncConnection, sql: str, batch_id: int | None) -> list[t
     params = {} if batch_id is None else {"batch_id": batch_id}
     result = await conn.execute(text(sql), params)
     rows = [tuple(r) for r in result] if result.returns_rows else []
-    result.close()  # also drains the CALL's extra result sets
+    result.close()  # aiomysql and asyncmy read the CALL's remaining result sets on close
     return rows
 
 

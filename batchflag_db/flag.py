@@ -49,7 +49,12 @@ from batchflag_db._schema import (
     TABLE,
     UNSET_PROCEDURE,
 )
-from batchflag_db.errors import BatchFlagError, InvalidBatchIdError, from_driver_error
+from batchflag_db.errors import (
+    BatchFlagError,
+    DatabaseConnectionError,
+    InvalidBatchIdError,
+    from_driver_error,
+)
 
 __all__ = [
     "SET_EVENT",
@@ -130,8 +135,14 @@ def validate_batch_id(batch_id: object) -> int:
             shown = shown[:57] + "..."
         raise InvalidBatchIdError(f"invalid batch id {shown}: a batch id is an integer") from None
     if not 1 <= value <= MAX_BATCH_ID:
+        # str() of an int above 4300 digits raises ValueError (CPython's conversion limit).
+        shown = (
+            str(value)
+            if value.bit_length() <= 256
+            else f"({'negative ' if value < 0 else ''}integer of {value.bit_length()} bits)"
+        )
         raise InvalidBatchIdError(
-            f"invalid batch id {value}: a batch id is a positive integer "
+            f"invalid batch id {shown}: a batch id is a positive integer "
             f"no greater than {MAX_BATCH_ID}"
         )
     return int(value)
@@ -225,11 +236,11 @@ def _with_retry(
         return result, state.attempt
 
 
-def _sqlalchemy_rows(conn: Connection, sql: str, batch_id: int | None) -> list[tuple[Any, ...]]:
-    params = {} if batch_id is None else {"batch_id": batch_id}
-    result = conn.execute(text(sql), params)
+def _sqlalchemy_query(conn: Connection, sql: str) -> list[tuple[Any, ...]]:
+    """Rows of a plain SELECT through SQLAlchemy (a CALL goes through :func:`_dbapi_call`)."""
+    result = conn.execute(text(sql))
     rows = [tuple(r) for r in result] if result.returns_rows else []
-    result.close()  # also drains the CALL's extra result sets
+    result.close()
     return rows
 
 
@@ -298,27 +309,44 @@ def _dbapi_owns_transaction(dbapi_conn: DBAPIConnection, driver_conn: object) ->
     return _probe_owns_transaction(dbapi_conn) if owns is None else owns
 
 
+def _dbapi_of(conn: Connection) -> DBAPIConnection:
+    """The DB-API connection under a SQLAlchemy Connection.
+
+    The CALL runs on its cursor, SQLAlchemy's documented route for procedures
+    with several result sets: SQLAlchemy reads only the first and closes the
+    cursor, and mysql-connector-python does not drain the rest on close, so the
+    next statement on that connection would read the leftover result.
+    """
+    raw = conn.connection.dbapi_connection
+    if raw is None:  # pragma: no cover - SQLAlchemy raises before this on an invalidated connection
+        raise BatchFlagError("the SQLAlchemy connection has no DB-API connection: open a new one")
+    return cast(DBAPIConnection, raw)
+
+
 def _call(conn: Connectable, procedure: str, batch_id: int, policy: RetryPolicy) -> Flip:
     if isinstance(conn, Engine):
-        with translated_errors(), conn.connect() as raw:
-            session = raw.execution_options(isolation_level="AUTOCOMMIT")
-            rows, attempts = _with_retry(
-                lambda: _sqlalchemy_rows(session, call_statement(procedure), batch_id),
-                True,
-                procedure,
-                batch_id,
-                policy,
-            )
+        with translated_errors(), conn.connect() as checked_out:
+            session = checked_out.execution_options(isolation_level="AUTOCOMMIT")
+            raw = _dbapi_of(session)
+            try:
+                rows, attempts = _with_retry(
+                    lambda: _dbapi_call(raw, procedure, batch_id), True, procedure, batch_id, policy
+                )
+            except DatabaseConnectionError:
+                # The connection is gone (the CALL ran outside SQLAlchemy's execute, which
+                # would have noticed): keep the pool from handing it out or resetting it.
+                session.invalidate()
+                raise
     elif isinstance(conn, Connection):
         with translated_errors():
-            pooled = conn.connection
-            owns = _dbapi_owns_transaction(pooled.dbapi_connection, pooled.driver_connection)  # type: ignore[arg-type]
+            if not conn.in_transaction():
+                # What executing through SQLAlchemy would do (autobegin), so that the
+                # caller's commit() / rollback() / close() applies to the flip.
+                conn.begin()
+            raw = _dbapi_of(conn)
+            owns = _dbapi_owns_transaction(raw, conn.connection.driver_connection)
         rows, attempts = _with_retry(
-            lambda: _sqlalchemy_rows(conn, call_statement(procedure), batch_id),
-            owns,
-            procedure,
-            batch_id,
-            policy,
+            lambda: _dbapi_call(raw, procedure, batch_id), owns, procedure, batch_id, policy
         )
     else:
         with translated_errors():
@@ -396,9 +424,9 @@ def get_current_batch(conn: Connectable) -> int | None:
         if isinstance(conn, Engine):
             with conn.connect() as raw:
                 session = raw.execution_options(isolation_level="AUTOCOMMIT")
-                rows = _sqlalchemy_rows(session, CURRENT_QUERY, None)
+                rows = _sqlalchemy_query(session, CURRENT_QUERY)
         elif isinstance(conn, Connection):
-            rows = _sqlalchemy_rows(conn, CURRENT_QUERY, None)
+            rows = _sqlalchemy_query(conn, CURRENT_QUERY)
         else:
             rows = _dbapi_query(conn, CURRENT_QUERY)
     return current_from_rows(rows)

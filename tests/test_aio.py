@@ -339,3 +339,24 @@ class TestAsyncRetry:
         finally:
             holder.close()
         assert len(events.records) == 1
+
+    def test_autocommit_connection_is_retried(
+        self, run_async: AsyncRunner, migrated_url: URL, add_batches, connect_db, retry_events
+    ) -> None:
+        """An AsyncConnection in AUTOCOMMIT isolation owns nothing a retry could lose: retried."""
+        (a,) = add_batches(1)
+        holder = LockHolder(migrated_url)
+        events = retry_events(on_first=holder.release)
+
+        async def body(engine: AsyncEngine) -> Flip:
+            async with engine.connect() as conn:
+                auto = await conn.execution_options(isolation_level="AUTOCOMMIT")
+                return await aio.set_current_batch(auto, a, retry=FAST)
+
+        try:
+            flip = run_async(body, connect_args={"init_command": SHORT_WAIT})
+        finally:
+            holder.close()
+        assert flip.attempts == 2
+        assert [r.errno for r in events.records] == [1205]
+        assert current_rows(connect_db()) == [a]

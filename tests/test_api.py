@@ -2,20 +2,28 @@
 
 from __future__ import annotations
 
-import pymysql
+import io
+import json
+import logging
+import subprocess
+import sys
+
 import pytest
+import structlog
 from sqlalchemy import create_engine, pool, text
 from sqlalchemy.engine import URL, Engine
 
 import batchflag_db
 from batchflag_db import (
     BatchNotFoundError,
+    Flip,
     InvalidBatchIdError,
     SchemaNotReadyError,
     get_current_batch,
     set_current_batch,
     unset_current_batch,
 )
+from batchflag_db.server import free_port
 from tests.conftest import connect, current_rows
 
 
@@ -61,6 +69,34 @@ class TestWithConnection:
             set_current_batch(conn, b)
         assert current_rows(connect_db()) == [b]
 
+    def test_commit_applies_when_the_flip_is_the_first_statement(
+        self, engine: Engine, add_batches, connect_db
+    ) -> None:
+        """A flip as a Connection's first statement begins its transaction: commit() keeps it."""
+        (a,) = add_batches(1)
+        with engine.connect() as conn:
+            set_current_batch(conn, a)
+            assert conn.in_transaction()
+            conn.commit()
+        assert current_rows(connect_db()) == [a]
+
+    def test_close_without_commit_discards(self, engine: Engine, add_batches, connect_db) -> None:
+        """Closing a Connection without commit() rolls the flip back, as for any statement."""
+        (a,) = add_batches(1)
+        with engine.connect() as conn:
+            set_current_batch(conn, a)
+        assert current_rows(connect_db()) == []
+
+    def test_connection_stays_usable_after_calls(self, engine: Engine, add_batches) -> None:
+        """After several flips on one Connection every result set was read: SQL still works."""
+        a, b = add_batches(2)
+        with engine.connect() as conn:
+            for batch in (a, b, a):
+                set_current_batch(conn, batch)
+            unset_current_batch(conn, a)
+            assert conn.execute(text("SELECT 40 + 2")).scalar_one() == 42
+            conn.rollback()
+
 
 class TestWithPEP249:
     @pytest.mark.parametrize("autocommit", [True, False])
@@ -85,9 +121,26 @@ class TestWithPEP249:
 class TestErrors:
     @pytest.mark.parametrize(
         "bad",
-        [None, 0, -1, 2**63, 1.0, 1.5, "1", "abc", "1; DROP TABLE batchStatus", True, "9" * 5000],
+        [
+            None,
+            0,
+            -1,
+            2**63,
+            # str() of these raises ValueError (CPython's 4300-digit limit): the message must not need it
+            pytest.param(10**5000, id="10**5000"),
+            pytest.param(-(10**5000), id="-10**5000"),
+            1.0,
+            1.5,
+            "1",
+            "abc",
+            "1; DROP TABLE batchStatus",
+            True,
+            "9" * 5000,
+        ],
     )
-    def test_invalid_ids_are_refused_before_the_server(self, engine: Engine, add_batches, connect_db, bad) -> None:
+    def test_invalid_ids_are_refused_before_the_server(
+        self, engine: Engine, add_batches, connect_db, bad
+    ) -> None:
         """Anything but a positive BIGINT raises InvalidBatchIdError and changes nothing."""
         (a,) = add_batches(1)
         set_current_batch(engine, a)
@@ -128,9 +181,9 @@ class TestErrors:
 
     def test_unreachable_server(self) -> None:
         """A server that does not answer raises DatabaseConnectionError."""
-        from batchflag_db.server import free_port
-
-        eng = create_engine(f"mysql+pymysql://root@127.0.0.1:{free_port()}/x", poolclass=pool.NullPool)
+        eng = create_engine(
+            f"mysql+pymysql://root@127.0.0.1:{free_port()}/x", poolclass=pool.NullPool
+        )
         with pytest.raises(batchflag_db.DatabaseConnectionError):
             get_current_batch(eng)
 
@@ -141,7 +194,111 @@ class TestLookup:
         ids = add_batches(50)
         set_current_batch(engine, ids[10])
         with engine.connect() as conn:
-            plan = conn.execute(text("EXPLAIN SELECT id FROM batchStatus WHERE currentBatchKey = 1")).mappings().all()
+            plan = (
+                conn.execute(text("EXPLAIN SELECT id FROM batchStatus WHERE currentBatchKey = 1"))
+                .mappings()
+                .all()
+            )
         assert len(plan) == 1
         assert plan[0]["key"] == "uq_batchStatus_currentBatchKey"
         assert plan[0]["type"] in ("const", "ref")
+
+
+class TestLogging:
+    def test_events_name_the_batch_and_the_previous_one(
+        self, engine: Engine, add_batches, caplog
+    ) -> None:
+        """Each flip logs the seed's event name at INFO, with batch_id and previous_batch_id fields."""
+        a, b = add_batches(2)
+        with caplog.at_level(logging.INFO, logger="batchflag_db"):
+            set_current_batch(engine, a)
+            set_current_batch(engine, b)
+            unset_current_batch(engine, b)
+        got = [
+            (r.levelname, r.event, r.batch_id, r.previous_batch_id, r.changed, r.attempts)  # type: ignore[attr-defined]
+            for r in caplog.records
+        ]
+        assert got == [
+            ("INFO", "current_batch_flag_set", a, None, True, 1),
+            ("INFO", "current_batch_flag_set", b, a, True, 1),
+            ("INFO", "current_batch_flag_unset", b, b, True, 1),
+        ]
+        assert caplog.records[1].getMessage() == (
+            f"current_batch_flag_set batch_id={b} previous_batch_id={a} changed=True"
+        )
+        assert {r.name for r in caplog.records} == {"batchflag_db"}
+
+    def test_failed_flip_logs_no_flag_event(self, engine: Engine, add_batches, caplog) -> None:
+        """A flip that fails logs nothing claiming it happened; the error is the caller's to log."""
+        (a,) = add_batches(1)
+        with (
+            caplog.at_level(logging.DEBUG, logger="batchflag_db"),
+            pytest.raises(BatchNotFoundError),
+        ):
+            set_current_batch(engine, a + 1)
+        assert caplog.records == []
+
+    def test_structlog_renders_the_seeds_event(self, engine: Engine, add_batches) -> None:
+        """Through structlog's stdlib bridge (ExtraAdder) the event reads exactly as in the seed."""
+        a, b = add_batches(2)
+        out = io.StringIO()
+        handler = logging.StreamHandler(out)
+        handler.setFormatter(
+            structlog.stdlib.ProcessorFormatter(
+                foreign_pre_chain=[structlog.stdlib.ExtraAdder()],
+                processors=[
+                    structlog.stdlib.ProcessorFormatter.remove_processors_meta,
+                    structlog.processors.JSONRenderer(sort_keys=True),
+                ],
+            )
+        )
+        logger = logging.getLogger("batchflag_db")
+        old_level = logger.level
+        logger.addHandler(handler)
+        logger.setLevel(logging.INFO)
+        try:
+            set_current_batch(engine, a)
+            set_current_batch(engine, b)
+        finally:
+            logger.removeHandler(handler)
+            logger.setLevel(old_level)
+        lines = [json.loads(line) for line in out.getvalue().splitlines()]
+        assert lines[1] == {
+            "event": "current_batch_flag_set",
+            "batch_id": b,
+            "previous_batch_id": a,
+            "changed": True,
+            "attempts": 1,
+        }
+
+    def test_the_library_configures_no_logging(self, engine: Engine, add_batches) -> None:
+        """Importing and using the library adds no handler, level or basicConfig anywhere."""
+        (a,) = add_batches(1)
+        url = engine.url.render_as_string(hide_password=False)
+        script = (
+            "import logging, sys\n"
+            "import batchflag_db, batchflag_db.aio\n"
+            "from sqlalchemy import create_engine\n"
+            "batchflag_db.set_current_batch(create_engine(sys.argv[1]), int(sys.argv[2]))\n"
+            "lib = logging.getLogger('batchflag_db')\n"
+            "print(len(logging.root.handlers), logging.root.level, len(lib.handlers), lib.level,"
+            " lib.propagate)\n"
+        )
+        out = subprocess.run(
+            [sys.executable, "-c", script, url, str(a)],
+            capture_output=True,
+            text=True,
+            check=False,
+            timeout=60,
+        )
+        assert out.returncode == 0, out.stderr
+        assert out.stdout.split() == ["0", str(logging.WARNING), "0", "0", "True"]
+        assert out.stderr == ""
+
+
+class TestFlip:
+    def test_attempts_are_not_part_of_equality(self) -> None:
+        """Flip(7, None, True) equals a result that needed retries: attempts is information only."""
+        assert Flip(7, None, True, attempts=3) == Flip(7, None, True)
+        assert Flip(7, None, True, attempts=3).attempts == 3
+        assert Flip(7, None, True) != Flip(7, 6, True)

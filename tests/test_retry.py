@@ -19,12 +19,12 @@ import mysql.connector
 import MySQLdb
 import pymysql
 import pytest
-import sqlalchemy.exc
 from sqlalchemy import create_engine, pool, text
 from sqlalchemy.engine import URL, Engine
 
 from batchflag_db import (
     BatchNotFoundError,
+    DatabaseConnectionError,
     Flip,
     RetryPolicy,
     TransactionConflictError,
@@ -61,6 +61,34 @@ class LockHolder:
         self.conn.close()
 
 
+def waiting_session(url: URL, timeout: float = 10) -> int:
+    """Wait until a session of ``url``'s database waits for a row lock; return its id.
+
+    Raises:
+        AssertionError: No session waited within ``timeout`` seconds.
+    """
+    monitor = connect(url, autocommit=True)
+    try:
+        deadline = time.monotonic() + timeout
+        while True:
+            with monitor.cursor() as cur:
+                cur.execute(
+                    "SELECT t.trx_mysql_thread_id FROM information_schema.INNODB_TRX t "
+                    "JOIN information_schema.PROCESSLIST p ON p.ID = t.trx_mysql_thread_id "
+                    "WHERE t.trx_state = 'LOCK WAIT' AND p.DB = DATABASE()"
+                )
+                row = cur.fetchone()
+            if row is not None:
+                return int(row[0])
+            if time.monotonic() > deadline:
+                raise AssertionError("the wrapper's flip never waited for the lock")
+            # InnoDB refreshes INNODB_TRX only after 0.1 s without readers:
+            # polling faster would read the same stale snapshot forever.
+            time.sleep(0.15)
+    finally:
+        monitor.close()
+
+
 class DeadlockPartner:
     """Closes a genuine lock cycle with the next flip of ``target``.
 
@@ -92,30 +120,16 @@ class DeadlockPartner:
 
     def _close_the_cycle(self) -> None:
         try:
-            monitor = connect(self.url, autocommit=True)
-            try:
-                deadline = time.monotonic() + 20
-                while True:
-                    with monitor.cursor() as cur:
-                        cur.execute(
-                            "SELECT COUNT(*) FROM information_schema.INNODB_TRX t "
-                            "JOIN information_schema.PROCESSLIST p ON p.ID = t.trx_mysql_thread_id "
-                            "WHERE t.trx_state = 'LOCK WAIT' AND p.DB = DATABASE()"
-                        )
-                        if cur.fetchone()[0]:
-                            break
-                    if time.monotonic() > deadline:
-                        raise AssertionError(
-                            "the wrapper's flip never waited for the partner's lock"
-                        )
-                    time.sleep(0.005)
-            finally:
-                monitor.close()
+            self._wait_until_the_wrapper_waits()
             with self.conn.cursor() as cur:
                 cur.execute("SELECT id FROM currentBatchLock WHERE id = 1 FOR UPDATE")
-            self.conn.rollback()
         except BaseException as exc:  # reported by join()
             self.error = exc
+        finally:
+            self.conn.rollback()  # whatever happened, free the wrapper
+
+    def _wait_until_the_wrapper_waits(self) -> None:
+        waiting_session(self.url)
 
     def join(self) -> None:
         self.thread.join(30)
@@ -329,9 +343,7 @@ class TestLockWaitWithEngine:
             set_current_batch(short_wait_engine, a, retry=RetryPolicy(attempts=3, base_delay=0.01))
         assert time.monotonic() - started >= 3  # three 1 s waits for the lock
         assert info.value.errno == 1205
-        cause = info.value.__cause__
-        assert isinstance(cause, sqlalchemy.exc.OperationalError)
-        assert isinstance(cause.orig, pymysql.err.OperationalError)
+        assert isinstance(info.value.__cause__, pymysql.err.OperationalError)
         assert [r.attempt for r in events.records] == [1, 2]
         holder.release()
         assert current_rows(connect_db()) == []
@@ -543,3 +555,45 @@ class TestMessages:
         assert info.value.sqlstate == "HY000"
         assert f"set_current_batch({a})" in str(info.value)
         assert info.value.__cause__ is not None
+
+
+class TestLostConnection:
+    def test_not_retried_and_not_returned_to_the_pool(
+        self, migrated_url: URL, add_batches, connect_db, retry_events, caplog
+    ) -> None:
+        """A connection lost mid-flip is not retried (the outcome is the server's) and is discarded.
+
+        The next flip on the same one-connection pool gets a fresh connection, and
+        SQLAlchemy logs no failed reset of the dead one.
+        """
+        a, b = add_batches(2)
+        eng = create_engine(migrated_url, pool_size=1, max_overflow=0)
+        holder = None
+        try:
+            set_current_batch(eng, a)
+            holder = LockHolder(migrated_url)
+            events = retry_events()
+
+            def kill_the_waiting_flip() -> None:
+                victim = waiting_session(migrated_url)
+                with connect_db(autocommit=True).cursor() as cur:
+                    cur.execute(f"KILL CONNECTION {victim}")
+
+            killer = threading.Thread(target=kill_the_waiting_flip)
+            killer.start()
+            with (
+                caplog.at_level(logging.WARNING, logger="sqlalchemy"),
+                pytest.raises(DatabaseConnectionError) as info,
+            ):
+                set_current_batch(eng, b, retry=FAST)
+            killer.join(30)
+            assert info.value.errno == 2013
+            assert events.records == []
+            holder.release()
+            assert current_rows(connect_db()) == [a]  # the killed flip did not commit
+            assert set_current_batch(eng, b) == Flip(b, a, True)
+            assert [r.getMessage() for r in caplog.records if r.name.startswith("sqlalchemy")] == []
+        finally:
+            if holder is not None:
+                holder.close()
+            eng.dispose()
