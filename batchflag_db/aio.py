@@ -2,7 +2,7 @@
 
 Use it with an async MySQL driver through SQLAlchemy's asyncio extension; the
 project tests with aiomysql (``mysql+aiomysql://``, the recommended driver, see
-``docs/python-api.md``) and asyncmy (``mysql+asyncmy://``)::
+README, "Drivers") and asyncmy (``mysql+asyncmy://``)::
 
     from sqlalchemy.ext.asyncio import create_async_engine
     from batchflag_db import aio

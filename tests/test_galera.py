@@ -100,7 +100,7 @@ KILL_AFTER = 3 * CALLERS * 10
 RETRY_EVENT = "current_batch_flip_retry"
 
 FLIP_SESSION = "SET SESSION wsrep_retry_autocommit = 0"
-"""Run in every session that calls the procedures; docs/galera.md says why.
+"""Run in every session that calls the procedures; README "Running on Galera" says why.
 
 With the server's default (``wsrep_retry_autocommit = 1``) a node that aborts an
 autocommit CALL for a conflicting replicated write re-runs the CALL itself instead
