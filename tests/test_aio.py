@@ -260,6 +260,7 @@ class TestAsyncErrors:
         engine.dispose()
 
 
+@pytest.mark.slow
 class TestAsyncRetry:
     def test_engine_retries_a_real_deadlock(
         self, run_async: AsyncRunner, migrated_url: URL, add_batches, connect_db, retry_events

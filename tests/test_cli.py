@@ -540,6 +540,7 @@ class TestGrant:
         assert_one_line_error(result, 1, "batchflag_db.grants")
 
 
+@pytest.mark.slow
 class TestDemo:
     def test_demo_on_a_given_database(self, db_url: URL) -> None:
         """demo upgrades the given database, runs the story, passes, and cleans up after itself."""
@@ -592,6 +593,7 @@ def _script_env(**extra: str) -> dict[str, str]:
     return env
 
 
+@pytest.mark.slow
 class TestConsoleScript:
     """The installed `batchflag` script, as a user runs it: no traceback, ever."""
 

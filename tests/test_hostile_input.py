@@ -378,6 +378,7 @@ class TestBadConnectionSettings:
             migrate.upgrade(wrong)
 
 
+@pytest.mark.slow
 class TestStoppedServer:
     def test_stopped_and_killed_server(self) -> None:
         """A server that stopped (cleanly or by SIGKILL) under an open connection or an Engine.
@@ -434,6 +435,7 @@ CLI_BAD_IDS = [
 ]
 
 
+@pytest.mark.slow
 class TestCliHostileInput:
     """The same hostile input through the ``batchflag`` command line."""
 

@@ -267,6 +267,7 @@ class FlagMachine(RuleBasedStateMachine):
         assert get_current_batch(self.engine) == self.model.current()
 
 
+@pytest.mark.slow
 def test_flag_state_machine(migrated_url: URL, connect_db) -> None:
     """Every random sequence of flips, direct writes, inserts and deletes matches the model."""
     FlagMachine.url = migrated_url

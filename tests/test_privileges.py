@@ -495,6 +495,7 @@ class TestSqlSecurity:
         root.close()
 
 
+@pytest.mark.slow
 class TestCliGrant:
     def test_sql_prints_the_statements(self, migrated_url: URL) -> None:
         """`batchflag grant ACCOUNT --sql` prints exactly grant_statements, each ending in ';'."""

@@ -229,6 +229,7 @@ class TestTransactions:
             assert resolve_dashboard_batch(conn, only) == Resolution(only, "requested")
 
 
+@pytest.mark.slow
 class TestIndexUse:
     ROWS = 20_000
 

@@ -314,6 +314,7 @@ def _mysqldb_kwargs(url: URL) -> dict[str, Any]:
 # --- lock wait timeout (1205), induced by a session holding the lock row ----------------
 
 
+@pytest.mark.slow
 class TestLockWaitWithEngine:
     def test_retried_until_the_lock_is_free(
         self, short_wait_engine: Engine, migrated_url: URL, add_batches, connect_db, retry_events
@@ -386,6 +387,7 @@ def _connector(url: URL, autocommit: bool, begin: bool) -> Any:
 DRIVERS = {"pymysql": _pymysql, "mysqlclient": _mysqldb, "mysql-connector": _connector}
 
 
+@pytest.mark.slow
 class TestLockWaitWithPEP249:
     @pytest.mark.parametrize("driver", sorted(DRIVERS))
     def test_autocommit_connection_is_retried(
@@ -446,6 +448,7 @@ class TestLockWaitWithPEP249:
         assert current_rows(connect_db()) == []
 
 
+@pytest.mark.slow
 class TestLockWaitWithSQLAlchemyConnection:
     def test_transaction_raises(
         self, short_wait_engine: Engine, holder: LockHolder, add_batches, retry_events
@@ -542,6 +545,7 @@ class TestDeadlock:
         assert current_rows(connect_db()) == []
 
 
+@pytest.mark.slow
 class TestMessages:
     def test_conflict_is_a_batchflag_error_with_the_driver_cause(
         self, short_wait_engine: Engine, holder: LockHolder, add_batches

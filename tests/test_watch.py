@@ -75,6 +75,7 @@ def add(conn: pymysql.Connection, *statuses: str) -> list[int]:
     return ids
 
 
+@pytest.mark.slow
 class TestInATerminal:
     def test_shows_a_flip_made_while_it_runs(
         self, watch: Callable[..., pexpect.spawn], engine: Engine, db: pymysql.Connection
