@@ -34,6 +34,7 @@ _CONNECTION_ERRNOS = (1044, 1045, 1049, 2002, 2003, 2005, 2006, 2013)
 _ER_NO_SUCH_TABLE = 1146
 _ER_BAD_FIELD_ERROR = 1054
 _ER_SP_DOES_NOT_EXIST = 1305
+_ER_NO_SUCH_USER = 1449  # a routine's DEFINER account does not exist (e.g. after a restore)
 
 
 class BatchFlagError(Exception):
@@ -86,6 +87,7 @@ _BY_ERRNO: dict[int, type[BatchFlagError]] = {
     _ER_NO_SUCH_TABLE: SchemaNotReadyError,
     _ER_BAD_FIELD_ERROR: SchemaNotReadyError,
     _ER_SP_DOES_NOT_EXIST: SchemaNotReadyError,
+    _ER_NO_SUCH_USER: SchemaNotReadyError,
     ER_LOCK_WAIT_TIMEOUT: TransactionConflictError,
     ER_LOCK_DEADLOCK: TransactionConflictError,
     **dict.fromkeys(_CONNECTION_ERRNOS, DatabaseConnectionError),
@@ -124,6 +126,12 @@ def from_driver_error(exc: BaseException) -> BatchFlagError | None:
     if errno is None:
         return None
     cls = _BY_ERRNO.get(errno, BatchFlagError)
-    if cls is SchemaNotReadyError and errno != ER_LOCK_ROW_MISSING:
+    if errno == _ER_NO_SUCH_USER:
+        message = (
+            f"the procedures' definer account does not exist on this server ({message}): "
+            "create that account (it may stay locked), or re-create the procedures as an "
+            "existing account with `batchflag downgrade 0002 && batchflag upgrade`"
+        )
+    elif cls is SchemaNotReadyError and errno != ER_LOCK_ROW_MISSING:
         message = f"{_SCHEMA_HINT} ({message})"
     return cls(message, errno=errno, sqlstate=sqlstate)

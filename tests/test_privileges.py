@@ -424,7 +424,7 @@ class TestSqlSecurity:
         with root.cursor() as cur:
             cur.execute(f"DROP USER {definer}")
         app = connect(_as(db_url, user), autocommit=True)
-        with pytest.raises(BatchFlagError, match="definer") as info:
+        with pytest.raises(SchemaNotReadyError, match="definer account does not exist") as info:
             set_current_batch(app, b)
         assert info.value.errno == ER_NO_SUCH_USER
         assert current_rows(root) == [a]
