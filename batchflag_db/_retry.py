@@ -193,6 +193,7 @@ class RetryState:
                 "roll back and retry the whole transaction from its start",
                 errno=error.errno,
                 sqlstate=error.sqlstate,
+                attempts=self.attempt,
             ) from error.__cause__
         if self.attempt >= self.policy.attempts:
             raise TransactionConflictError(
@@ -201,6 +202,7 @@ class RetryState:
                 "(the database is busy with other flips)",
                 errno=error.errno,
                 sqlstate=error.sqlstate,
+                attempts=self.attempt,
             ) from error.__cause__
         delay = self.policy.delay(self.attempt, self._rng)
         logger.info(

@@ -67,7 +67,22 @@ class TransactionConflictError(BatchFlagError):
     """Raised when the server aborted a flip for a deadlock (1213) or lock wait timeout (1205).
 
     After 1213 the server has rolled back the caller's whole transaction: retry it from the start.
+
+    Attributes:
+        attempts: How many times the wrapper called the procedure before giving up
+            (1 when the conflict came inside the caller's transaction, where it never retries).
     """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        errno: int | None = None,
+        sqlstate: str | None = None,
+        attempts: int = 1,
+    ):
+        super().__init__(message, errno=errno, sqlstate=sqlstate)
+        self.attempts = attempts
 
 
 class DatabaseConnectionError(BatchFlagError):

@@ -344,6 +344,7 @@ class TestLockWaitWithEngine:
             set_current_batch(short_wait_engine, a, retry=RetryPolicy(attempts=3, base_delay=0.01))
         assert time.monotonic() - started >= 3  # three 1 s waits for the lock
         assert info.value.errno == 1205
+        assert info.value.attempts == 3
         assert isinstance(info.value.__cause__, pymysql.err.OperationalError)
         assert [r.attempt for r in events.records] == [1, 2]
         holder.release()
