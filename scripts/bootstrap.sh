@@ -10,6 +10,8 @@ command -v mariadbd >/dev/null 2>&1 || [ -x /usr/sbin/mariadbd ] || need+=(maria
 command -v mariadb >/dev/null 2>&1 || need+=(mariadb-client)
 [ -e /usr/lib/galera/libgalera_smm.so ] || need+=(galera-4)
 command -v rsync >/dev/null 2>&1 || need+=(rsync)
+# Galera's rsync SST script looks up listening ports with ss.
+command -v ss >/dev/null 2>&1 || need+=(iproute2)
 # mysqlclient (one of the clients the tests call the procedures from) compiles against these.
 dpkg -s libmariadb-dev >/dev/null 2>&1 || need+=(libmariadb-dev)
 command -v pkg-config >/dev/null 2>&1 || need+=(pkg-config)
