@@ -13,6 +13,7 @@ from alembic import op
 from sqlalchemy import text
 
 from batchflag_db._resources import read_sql
+from batchflag_db.errors import driver_error_details
 
 log = logging.getLogger("batchflag_db.migrations")
 
@@ -149,7 +150,7 @@ def alter_online(statement: str, online_clause: str) -> None:
     try:
         op.get_bind().exec_driver_sql(f"{statement}, {online_clause}")
     except Exception as exc:
-        errno = getattr(getattr(exc, "orig", None), "args", (None,))[0]
+        errno, _, _ = driver_error_details(exc)
         if errno not in (
             _ER_ALTER_OPERATION_NOT_SUPPORTED,
             _ER_ALTER_OPERATION_NOT_SUPPORTED_REASON,

@@ -21,6 +21,7 @@ import logging
 from alembic import context
 
 from batchflag_db import _ddl
+from batchflag_db.errors import driver_error_details
 
 revision = "0002"
 down_revision = "0001"
@@ -128,7 +129,7 @@ def upgrade() -> None:
         try:
             _ddl.alter_online(_ADD_INDEX, "ALGORITHM=INPLACE, LOCK=NONE")
         except Exception as exc:
-            errno = getattr(getattr(exc, "orig", None), "args", (None,))[0]
+            errno, _, _ = driver_error_details(exc)
             if errno != _ER_DUP_ENTRY or attempt == _INDEX_ATTEMPTS:
                 raise
             log.warning("a second current batch appeared during the index build; retrying")
