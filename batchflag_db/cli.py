@@ -225,7 +225,7 @@ def describe_error(exc: BaseException, url: URL | None = None) -> tuple[str, int
     """
     from alembic.util import CommandError as AlembicCommandError  # noqa: PLC0415 - heavy import
 
-    from batchflag_db.server import ServerNotAvailableError  # noqa: PLC0415
+    from batchflag_db.testing.server import ServerNotAvailableError  # noqa: PLC0415
 
     if isinstance(exc, click.ClickException):
         return exc.format_message(), exc.exit_code

@@ -6,7 +6,7 @@ and unset; the next batch fails and stays current, so the dashboard shows it. Th
 ``UPDATE ... SET currentBatch = 1`` on another row is refused by the database,
 ``status`` shows the result and ``doctor`` checks the schema.
 
-Without a database it starts a :class:`~batchflag_db.server.ThrowawayServer`
+Without a database it starts a :class:`~batchflag_db.testing.server.ThrowawayServer`
 (removed afterwards). Given a database, it upgrades it to head, and at the end
 restores the batch that was current before and deletes the rows it added.
 """
@@ -31,7 +31,7 @@ from batchflag_db.flag import (
     set_current_batch,
     unset_current_batch,
 )
-from batchflag_db.server import ThrowawayServer
+from batchflag_db.testing.server import ThrowawayServer
 
 __all__ = ["DEMO_DATABASE", "DemoFailedError", "run_demo"]
 

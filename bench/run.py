@@ -37,7 +37,7 @@ from sqlalchemy.engine import URL
 
 from batchflag_db import migrate
 from batchflag_db.config import normalize_url
-from batchflag_db.server import ThrowawayServer
+from batchflag_db.testing.server import ThrowawayServer
 from bench import core, report
 
 DEFAULT_SIZES = (1_000, 100_000, 1_000_000)

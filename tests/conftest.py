@@ -1,34 +1,38 @@
-"""Fixtures: one server per session, a fresh database per test."""
+"""The project's tests run on the opt-in plugin's fixtures, plus a few helpers of their own."""
 
 from __future__ import annotations
 
 import contextlib
-import shutil
+import functools
+import os
 import subprocess
 import sys
-import uuid
 from collections.abc import Callable, Iterator
 from typing import Any
 
 import pymysql
 import pytest
-from sqlalchemy import create_engine, make_url, pool
-from sqlalchemy.engine import URL, Engine
+from sqlalchemy.engine import URL
 
-from batchflag_db import migrate
-from tests._servers import acquire_server
+from batchflag_db.testing.binaries import (
+    ServerBinaries,
+    ServerNotAvailableError,
+    binaries_for,
+    find_host_binaries,
+)
+from batchflag_db.testing.kinds import KIND_VARIABLE, kind_named
+
+pytest_plugins = ["batchflag_db.testing.plugin"]
 
 
-def pytest_report_header(config: pytest.Config) -> list[str]:
-    return ["batchflag-db: server from BATCHFLAG_TEST_DATABASE_URL, else a throwaway local server"]
-
-
-@pytest.fixture(scope="session")
-def server_url() -> Iterator[URL]:
-    """The session's server, as a URL without a database."""
-    with acquire_server() as (url, how):
-        print(f"\nbatchflag-db tests use: {how}")
-        yield make_url(url)
+@functools.cache
+def session_binaries() -> ServerBinaries:
+    """The binaries of the run's server kind (the plugin exports it), for its client tools."""
+    name = os.environ.get(KIND_VARIABLE)
+    try:
+        return binaries_for(kind_named(name)) if name else find_host_binaries()
+    except ServerNotAvailableError as exc:
+        pytest.fail(f"no client tools for the run's server: {exc}")
 
 
 def connect(url: URL, **kwargs: Any) -> pymysql.Connection:
@@ -41,35 +45,6 @@ def connect(url: URL, **kwargs: Any) -> pymysql.Connection:
         database=url.database,
         **kwargs,
     )
-
-
-@pytest.fixture
-def db_url(server_url: URL) -> Iterator[URL]:
-    """A fresh, empty database for this test only; dropped afterwards."""
-    name = f"bft_{uuid.uuid4().hex[:12]}"
-    admin = connect(server_url, autocommit=True)
-    try:
-        with admin.cursor() as cur:
-            cur.execute(f"CREATE DATABASE `{name}`")
-        yield server_url.set(database=name)
-    finally:
-        with admin.cursor() as cur:
-            cur.execute(f"DROP DATABASE IF EXISTS `{name}`")
-        admin.close()
-
-
-@pytest.fixture
-def migrated_url(db_url: URL) -> URL:
-    """A fresh database upgraded to head."""
-    migrate.upgrade(db_url)
-    return db_url
-
-
-@pytest.fixture
-def engine(migrated_url: URL) -> Iterator[Engine]:
-    eng = create_engine(migrated_url, poolclass=pool.NullPool)
-    yield eng
-    eng.dispose()
 
 
 @pytest.fixture
@@ -98,26 +73,14 @@ def add_batches(connect_db: Callable[..., pymysql.Connection]) -> Callable[[int]
     return factory
 
 
-def client_args(url: URL) -> list[str]:
-    """Arguments for the `mariadb`/`mysql` command-line client to reach ``url``."""
-    binary = shutil.which("mariadb") or shutil.which("mysql")
-    if binary is None:
-        pytest.fail(
-            "the mariadb/mysql command-line client is not installed (apt-get install mariadb-client)"
-        )
-    args = [
-        binary,
-        "--protocol=TCP",
-        f"--host={url.host or '127.0.0.1'}",
-        f"--port={url.port or 3306}",
-        f"--user={url.username or 'root'}",
-        "--batch",
-    ]
-    if url.password:
-        args.append(f"--password={url.password}")
-    if url.database:
-        args.append(url.database)
-    return args
+def client_args(url: URL, tool: str | None = None) -> list[str]:
+    """The run's kind's command-line client (or ``tool``, e.g. its dump tool) reaching ``url``."""
+    binaries = session_binaries()
+    try:
+        args = binaries.client(tool or binaries.client_name, url, "--batch")
+    except ServerNotAvailableError as exc:
+        pytest.fail(str(exc))
+    return [*args, url.database] if url.database else args
 
 
 @pytest.fixture

@@ -26,7 +26,7 @@ from batchflag_db import (
     TransactionConflictError,
     aio,
 )
-from batchflag_db.server import free_port
+from batchflag_db.testing.server import free_port
 from tests.conftest import current_rows
 from tests.test_retry import (
     FAST,

@@ -23,7 +23,7 @@ from batchflag_db import (
     set_current_batch,
     unset_current_batch,
 )
-from batchflag_db.server import free_port
+from batchflag_db.testing.server import free_port
 from tests.conftest import connect, current_rows
 
 

@@ -10,7 +10,6 @@ loaded without its DEFINER clauses (the loading account becomes the definer).
 from __future__ import annotations
 
 import re
-import shutil
 import subprocess
 import uuid
 from collections.abc import Iterator
@@ -28,8 +27,16 @@ from batchflag_db import (
     unset_current_batch,
 )
 from batchflag_db.migrate import current_revision, head_revision
-from batchflag_db.server import ThrowawayServer
-from tests.conftest import check_table, client_args, connect, current_rows, insert_batches
+from batchflag_db.testing.selection import SessionServer
+from batchflag_db.testing.server import ThrowawayServer
+from tests.conftest import (
+    check_table,
+    client_args,
+    connect,
+    current_rows,
+    insert_batches,
+    session_binaries,
+)
 
 PASSWORD = "bf-dump-pw"  # noqa: S105 - throwaway account
 ER_DUP_ENTRY = 1062
@@ -37,28 +44,12 @@ ER_NO_SUCH_USER = 1449
 DEFINER_CLAUSE = re.compile(r"\bDEFINER\s*=\s*`[^`]*`@`[^`]*`\s*")
 
 
-def dump_binary() -> str:
-    """mariadb-dump, or mysqldump where MySQL's client tools are installed."""
-    found = shutil.which("mariadb-dump") or shutil.which("mysqldump")
-    if found is None:
-        pytest.fail("mariadb-dump / mysqldump not installed (apt-get install mariadb-client)")
-    return found
-
-
 def dump(url: URL, path: Path) -> str:
     """Dump ``url``'s database with routines, as an operator would; return the SQL text."""
-    args = [
-        dump_binary(),
-        "--protocol=TCP",
-        f"--host={url.host or '127.0.0.1'}",
-        f"--port={url.port or 3306}",
-        f"--user={url.username or 'root'}",
-        "--routines",
-        "--single-transaction",
-    ]
-    if url.password:
-        args.append(f"--password={url.password}")
-    args.append(str(url.database))
+    binaries = session_binaries()
+    args = binaries.client(
+        binaries.dump_name, url, "--routines", "--single-transaction", str(url.database)
+    )
     done = subprocess.run(args, capture_output=True, text=True, timeout=120, check=False)
     assert done.returncode == 0, done.stderr
     path.write_text(done.stdout)
@@ -73,9 +64,9 @@ def load(url: URL, sql: str) -> subprocess.CompletedProcess[str]:
 
 
 @pytest.fixture(scope="module")
-def target_server() -> Iterator[URL]:
-    """A fresh server the dumps are restored into: it has root and nothing else."""
-    with ThrowawayServer() as server:
+def target_server(batchflag_server: SessionServer) -> Iterator[URL]:
+    """A fresh server of the run's kind the dumps are restored into: root and nothing else."""
+    with ThrowawayServer(kind=batchflag_server.kind) as server:
         yield make_url(server.url)
 
 

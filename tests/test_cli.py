@@ -17,7 +17,7 @@ from sqlalchemy.engine import URL
 
 from batchflag_db import migrate
 from batchflag_db.cli import cli
-from batchflag_db.server import free_port
+from batchflag_db.testing.server import free_port
 from tests.conftest import connect, current_rows
 
 # Variables the command reads; the tests set them explicitly, never inherit them.

@@ -30,6 +30,7 @@ import random
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -39,7 +40,7 @@ import pytest
 
 from batchflag_db import migrate
 from batchflag_db.config import normalize_url
-from batchflag_db.server import ThrowawayServer
+from batchflag_db.testing.server import ThrowawayServer
 
 pytestmark = [pytest.mark.crash, pytest.mark.timeout(600)]
 
@@ -343,11 +344,13 @@ def wait_for_acks(paths: list[Path], timeout: float = 20.0) -> None:
     )
 
 
-def test_kill_9_during_flips(tmp_path: Path) -> None:
+def test_kill_9_during_flips(
+    tmp_path: Path, throwaway_server: Callable[..., ThrowawayServer]
+) -> None:
     """kill -9 the server at random moments under flipping clients: nothing acknowledged is lost."""
     seed = int(os.environ.get("BATCHFLAG_CRASH_SEED", str(time.time_ns())))
     rng = random.Random(seed)
-    server = ThrowawayServer(durable=True, keep_datadir=True)
+    server = throwaway_server(durable=True, keep_datadir=True)
     totals = Totals()
     try:
         server.start()

@@ -59,7 +59,7 @@ from batchflag_db import (
     unset_current_batch,
 )
 from batchflag_db.errors import ER_BATCH_NOT_FOUND, ER_LOCK_DEADLOCK
-from batchflag_db.galera import GaleraCluster, GaleraNode, galera_available
+from batchflag_db.testing.galera import GaleraCluster, GaleraNode, galera_available
 
 pytestmark = pytest.mark.galera
 

@@ -1,4 +1,4 @@
-"""Tests for the throwaway Galera cluster harness in ``batchflag_db.galera``.
+"""Tests for the throwaway Galera cluster harness in ``batchflag_db.testing.galera``.
 
 These start real MariaDB Galera nodes from Debian's packages. Where the
 packages are missing the tests fail (not skip) with the install hint from
@@ -14,7 +14,7 @@ from collections.abc import Iterator
 import pymysql
 import pytest
 
-from batchflag_db.galera import GaleraCluster, GaleraNode, galera_available
+from batchflag_db.testing.galera import GaleraCluster, GaleraNode, galera_available
 
 SYNC_WAIT_ALL = 15  # wsrep_sync_wait bitmask: READ, UPDATE/DELETE, INSERT/REPLACE, SHOW
 

@@ -31,7 +31,7 @@ from batchflag_db import (
     unset_current_batch,
 )
 from batchflag_db.config import normalize_url, resolve_url
-from batchflag_db.server import ThrowawayServer, free_port
+from batchflag_db.testing.server import ThrowawayServer, free_port
 from tests.conftest import check_table, connect, current_rows, run_cli
 
 PASSWORD = "bf-hostile-pw"  # noqa: S105 - throwaway account
@@ -380,12 +380,14 @@ class TestBadConnectionSettings:
 
 @pytest.mark.slow
 class TestStoppedServer:
-    def test_stopped_and_killed_server(self) -> None:
+    def test_stopped_and_killed_server(
+        self, throwaway_server: Callable[..., ThrowawayServer]
+    ) -> None:
         """A server that stopped (cleanly or by SIGKILL) under an open connection or an Engine.
 
         Every call raises DatabaseConnectionError; none hangs.
         """
-        server = ThrowawayServer(keep_datadir=True)
+        server = throwaway_server(keep_datadir=True)
         try:
             server.start()
             admin = server.connect(autocommit=True)

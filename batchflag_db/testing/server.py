@@ -1,8 +1,9 @@
 """A throwaway MariaDB/MySQL server: temporary datadir, its own port, torn down after.
 
-Used by the test suite (when no URL is given) and by ``batchflag demo``. It needs
-the server binaries installed locally (Debian: ``apt-get install mariadb-server``);
-it never touches the system server or its datadir.
+Used by the test suite (when no URL is given) and by ``batchflag demo``. Without a
+kind it runs the host's own binaries (Debian: ``apt-get install mariadb-server``);
+given a kind (:mod:`batchflag_db.testing.kinds`) it runs that kind's binaries, from
+the host or from a cached Debian root. It never touches the system server or its datadir.
 """
 
 from __future__ import annotations
@@ -12,60 +13,21 @@ import shutil
 import signal
 import socket
 import subprocess
-import tempfile
 import time
 from collections.abc import Sequence
-from pathlib import Path
 from types import TracebackType
 
 import pymysql
 
-__all__ = ["ServerNotAvailableError", "ThrowawayServer", "find_server_binaries", "free_port"]
+from batchflag_db.testing.binaries import (
+    ServerBinaries,
+    ServerNotAvailableError,
+    binaries_for,
+    find_host_binaries,
+)
+from batchflag_db.testing.kinds import ServerKind, kind_named
 
-_SEARCH_DIRS = ("/usr/sbin", "/usr/libexec", "/usr/local/sbin", "/usr/local/mysql/bin", "/usr/bin")
-
-
-class ServerNotAvailableError(RuntimeError):
-    """Raised when no local server binaries are found, or the server will not start."""
-
-
-def _which(name: str) -> str | None:
-    found = shutil.which(name)
-    if found:
-        return found
-    for directory in _SEARCH_DIRS:
-        candidate = Path(directory) / name
-        if candidate.is_file() and os.access(candidate, os.X_OK):
-            return str(candidate)
-    return None
-
-
-def find_server_binaries() -> tuple[str, str | None, str]:
-    """Return (server binary, install-db script or None, flavour).
-
-    Flavour is ``"mariadb"`` (initialised with ``mariadb-install-db``) or
-    ``"mysql"`` (initialised with ``mysqld --initialize-insecure``).
-
-    Raises:
-        ServerNotAvailableError: Neither ``mariadbd`` nor ``mysqld`` is installed.
-    """
-    mariadbd = _which("mariadbd")
-    install_db = _which("mariadb-install-db") or _which("mysql_install_db")
-    if mariadbd and install_db:
-        return mariadbd, install_db, "mariadb"
-    mysqld = _which("mysqld")
-    if mysqld:
-        version = subprocess.run(
-            [mysqld, "--version"], capture_output=True, text=True, check=False
-        ).stdout
-        if "MariaDB" in version and install_db:
-            return mysqld, install_db, "mariadb"
-        if "MariaDB" not in version:
-            return mysqld, None, "mysql"
-    raise ServerNotAvailableError(
-        "no local MariaDB/MySQL server binaries (mariadbd or mysqld) found: "
-        "install them (Debian: apt-get install mariadb-server)"
-    )
+__all__ = ["ServerNotAvailableError", "ThrowawayServer", "free_port"]
 
 
 def free_port() -> int:
@@ -91,6 +53,11 @@ class ThrowawayServer:
         extra_args: More server options, e.g. ``["--innodb-lock-wait-timeout=5"]``.
         base_dir: Where to make the temporary datadir (default: the system temp dir).
         keep_datadir: Leave the datadir on disk after :meth:`stop` (for crash tests).
+        kind: The server kind (a :class:`~batchflag_db.testing.kinds.ServerKind` or its
+            name, e.g. ``"mysql-9.7"``); None runs whatever the host has installed.
+
+    Raises:
+        ServerNotAvailableError: No binaries of that kind here, nor a way to get them.
     """
 
     def __init__(
@@ -100,13 +67,24 @@ class ThrowawayServer:
         extra_args: Sequence[str] = (),
         base_dir: str | None = None,
         keep_datadir: bool = False,
+        kind: ServerKind | str | None = None,
     ) -> None:
-        self.binary, self.install_db, self.flavour = find_server_binaries()
+        if kind is None:
+            self.binaries: ServerBinaries = find_host_binaries()
+        else:
+            self.binaries = binaries_for(kind if isinstance(kind, ServerKind) else kind_named(kind))
+        self.flavour = self.binaries.flavour
+        self.binary = self.binaries.server
+        self.install_db = self.binaries.install_db
         self.durable = durable
         self.extra_args = list(extra_args)
         self.keep_datadir = keep_datadir
-        self._tmp = Path(tempfile.mkdtemp(prefix="batchflag-server-", dir=base_dir))
+        self._tmp, inner = self.binaries.scratch_dir("batchflag-server-", base_dir)
+        #: The datadir as this process sees it.
         self.datadir = self._tmp / "data"
+        #: Paths as the server sees them (inside its Debian root, if it has one).
+        self._datadir_arg = f"{inner}/data"
+        self._inner = inner
         self.socket = str(self._tmp / "mysqld.sock")
         self.log_path = self._tmp / "error.log"
         self.port = free_port()
@@ -131,14 +109,13 @@ class ThrowawayServer:
 
     def _server_args(self) -> list[str]:
         args = [
-            self.binary,
             "--no-defaults",
-            f"--datadir={self.datadir}",
-            f"--socket={self.socket}",
+            f"--datadir={self._datadir_arg}",
+            f"--socket={self._inner}/mysqld.sock",
             f"--port={self.port}",
             "--bind-address=127.0.0.1",
-            f"--pid-file={self._tmp / 'mysqld.pid'}",
-            f"--log-error={self.log_path}",
+            f"--pid-file={self._inner}/mysqld.pid",
+            f"--log-error={self._inner}/error.log",
             "--skip-name-resolve",
             "--innodb-buffer-pool-size=256M",
             f"--innodb-flush-log-at-trx-commit={1 if self.durable else 2}",
@@ -149,20 +126,22 @@ class ThrowawayServer:
             if not self.durable:
                 args += ["--innodb-doublewrite=0"]
         else:
-            args += ["--skip-log-bin", "--mysqlx=OFF"]
+            # MySQL aborts unless secure-file-priv names an existing directory (Debian's
+            # default does not exist in a minimal root); NULL turns file import/export off.
+            args += ["--skip-log-bin", "--mysqlx=OFF", "--secure-file-priv=NULL"]
         if os.geteuid() == 0:
             args.append("--user=root")
-        return args + self.extra_args
+        return self.binaries.command(self.binary, *args, *self.extra_args)
 
     def _initialise(self) -> None:
         self.datadir.mkdir(parents=True, exist_ok=True)
         if self.flavour == "mariadb":
-            if self.install_db is None:  # pragma: no cover - find_server_binaries pairs them
+            if self.install_db is None:  # pragma: no cover - binaries pair them
                 raise ServerNotAvailableError("mariadb-install-db not found")
             cmd = [
                 self.install_db,
                 "--no-defaults",
-                f"--datadir={self.datadir}",
+                f"--datadir={self._datadir_arg}",
                 "--auth-root-authentication-method=normal",
                 "--skip-test-db",
                 "--skip-name-resolve",
@@ -173,11 +152,12 @@ class ThrowawayServer:
             cmd = [
                 self.binary,
                 "--no-defaults",
-                f"--datadir={self.datadir}",
+                f"--datadir={self._datadir_arg}",
                 "--initialize-insecure",
             ]
             if os.geteuid() == 0:
                 cmd.append("--user=root")
+        cmd = self.binaries.command(*cmd)
         done = subprocess.run(cmd, capture_output=True, text=True, check=False)
         if done.returncode != 0:
             raise ServerNotAvailableError(

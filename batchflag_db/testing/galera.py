@@ -15,7 +15,7 @@ Typical use in a test::
 
 or from a shell, to keep a cluster running until Ctrl-C::
 
-    python -m batchflag_db.galera
+    python -m batchflag_db.testing.galera
 
 How it works: node 0's data directory is initialized with
 ``mariadb-install-db``, node 0 is started with ``--wsrep-new-cluster`` and
@@ -1019,7 +1019,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         could not be started or a node died, 2 if Galera is unavailable.
     """
     parser = argparse.ArgumentParser(
-        prog="python -m batchflag_db.galera",
+        prog="python -m batchflag_db.testing.galera",
         description="Run a throwaway MariaDB Galera cluster on 127.0.0.1 until Ctrl-C / SIGTERM.",
     )
     parser.add_argument("--size", type=int, default=3, help="number of nodes")
