@@ -63,7 +63,7 @@ MAX_BATCH_ID = 2**63 - 1
 CURRENT_ROUTINE_FILES = {
     SET_PROCEDURE: "procedures/set_current_batch/v2.sql",
     UNSET_PROCEDURE: "procedures/unset_current_batch/v2.sql",
-    RESOLVE_PROCEDURE: "procedures/resolve_dashboard_batch/v1.sql",
+    RESOLVE_PROCEDURE: "procedures/resolve_dashboard_batch/v2.sql",
 }
 """The SQL file (under ``sql/``) of each routine at head. A revision that ships a new
 version of a routine adds its file and updates this map; `batchflag doctor` compares

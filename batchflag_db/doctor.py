@@ -443,11 +443,14 @@ class _Doctor:
         """Check each routine; return {definer: [routine names]}."""
         names = list(CURRENT_ROUTINE_FILES)
         query = text(
-            "SELECT ROUTINE_NAME, ROUTINE_DEFINITION, DEFINER, SECURITY_TYPE "
+            "SELECT ROUTINE_NAME, DEFINER, SECURITY_TYPE "
             "FROM information_schema.ROUTINES WHERE ROUTINE_SCHEMA = DATABASE() "
             "AND ROUTINE_NAME IN :names"
         ).bindparams(bindparam("names", expanding=True))
-        found = {str(r[0]): tuple(r) for r in self.conn.execute(query, {"names": names})}
+        found = {
+            str(r[0]): (r[0], self.show_create(str(r[0])), r[1], r[2])
+            for r in self.conn.execute(query, {"names": names})
+        }
         definers: dict[str, list[str]] = {}
         for name in names:
             relative = CURRENT_ROUTINE_FILES[name]
@@ -469,7 +472,7 @@ class _Doctor:
                     "its body (it is not the definer and lacks SHOW CREATE ROUTINE / "
                     "SELECT on mysql.proc)",
                 )
-            elif normalize_body(str(definition)) != routine_body(source):
+            elif routine_body(str(definition)) != routine_body(source):
                 self.add(
                     "problem",
                     "procedure",
@@ -486,6 +489,19 @@ class _Doctor:
             else:
                 self.add("ok", "procedure", f"{name} matches {relative}")
         return definers
+
+    def show_create(self, name: str) -> str | None:
+        """The routine's text as it was created (None when this account may not read it).
+
+        ``SHOW CREATE PROCEDURE`` keeps the text as written on every server, where
+        ``information_schema.ROUTINES.ROUTINE_DEFINITION`` does not: MySQL gives a
+        string literal's doubled quotes back undoubled.
+        """
+        try:
+            row = self.conn.execute(text(f"SHOW CREATE PROCEDURE `{name}`")).fetchone()
+        except DBAPIError:
+            return None
+        return None if row is None or row[2] is None else str(row[2])
 
     def check_definers(self, definers: dict[str, list[str]]) -> None:
         for definer, routines in sorted(definers.items()):

@@ -23,6 +23,7 @@ from batchflag_db import (
     set_current_batch,
     unset_current_batch,
 )
+from batchflag_db.testing.explain import explain
 from batchflag_db.testing.server import free_port
 from tests.conftest import connect, current_rows
 
@@ -193,12 +194,11 @@ class TestLookup:
         """get_current_batch's query is a const lookup on the key's UNIQUE index, not a scan."""
         ids = add_batches(50)
         set_current_batch(engine, ids[10])
-        with engine.connect() as conn:
-            plan = (
-                conn.execute(text("EXPLAIN SELECT id FROM batchStatus WHERE currentBatchKey = 1"))
-                .mappings()
-                .all()
-            )
+        raw = engine.raw_connection()
+        try:
+            plan = explain(raw, "SELECT id FROM batchStatus WHERE currentBatchKey = 1")
+        finally:
+            raw.close()
         assert len(plan) == 1
         assert plan[0]["key"] == "uq_batchStatus_currentBatchKey"
         assert plan[0]["type"] in ("const", "ref")

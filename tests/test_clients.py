@@ -184,7 +184,7 @@ class TestCommandLineClient:
         """With --force, a failed CALL undoes only itself; the rest of the transaction commits."""
         (a,) = add_batches(1)
         args = client_args(migrated_url)
-        args.insert(1, "--force")
+        args.insert(-1, "--force")  # before the database name
         out = subprocess.run(
             args,
             input=(

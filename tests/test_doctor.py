@@ -22,7 +22,7 @@ from batchflag_db._ddl import strip_sql_comments
 from batchflag_db._resources import read_sql
 from batchflag_db._schema import CURRENT_ROUTINE_FILES, SET_PROCEDURE
 from batchflag_db.cli import cli
-from batchflag_db.doctor import diagnose, normalize_body, routine_body
+from batchflag_db.doctor import diagnose, routine_body
 from tests.conftest import connect, current_rows
 
 
@@ -312,20 +312,16 @@ class TestLimitedAccount:
 class TestBodyComparison:
     @pytest.mark.parametrize("routine", sorted(CURRENT_ROUTINE_FILES))
     def test_file_body_matches_server_body(self, migrated_url: URL, routine: str) -> None:
-        """The BEGIN...END part of each head file equals the server's body, once normalized."""
+        """The BEGIN...END part of each head file equals SHOW CREATE's body, once normalized."""
         conn = connect(migrated_url)
         try:
             with conn.cursor() as cur:
-                cur.execute(
-                    "SELECT ROUTINE_DEFINITION FROM information_schema.ROUTINES "
-                    "WHERE ROUTINE_SCHEMA = DATABASE() AND ROUTINE_NAME = %s",
-                    (routine,),
-                )
-                (definition,) = cur.fetchone()
+                cur.execute(f"SHOW CREATE PROCEDURE `{routine}`")
+                definition = cur.fetchone()[2]
         finally:
             conn.close()
         expected = routine_body(read_sql(CURRENT_ROUTINE_FILES[routine]))
-        assert normalize_body(definition) == expected
+        assert routine_body(definition) == expected
         assert expected.startswith("BEGIN ")
         assert expected.endswith("END")
         assert "--" not in re.sub(r"'[^']*'", "''", expected)

@@ -1,0 +1,36 @@
+"""resolve v2: the dashboard's "incomplete" step walks the statuses, whatever the optimizer
+
+Replaces ``resolve_dashboard_batch`` with ``sql/procedures/resolve_dashboard_batch/v2.sql``.
+Version 1's "incomplete" step relied on the optimizer choosing a loose index scan;
+MySQL chose a range scan instead, and every server read one index entry per
+incomplete batch while its statistics were stale. Version 2 reads two index
+entries per distinct status on every server. Same signature, same answers.
+
+Between the DROP and the CREATE a CALL fails with "does not exist" (1305): run it
+when no dashboard is resolving, or let callers retry.
+
+Downgrade puts version 1 back from its released file.
+
+Revision ID: 0005
+Revises: 0004
+Create Date: 2026-12-01
+"""
+
+from __future__ import annotations
+
+from batchflag_db import _ddl
+
+revision = "0005"
+down_revision = "0004"
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+    _ddl.run("DROP PROCEDURE IF EXISTS `resolve_dashboard_batch`")
+    _ddl.run_routine("procedures/resolve_dashboard_batch/v2.sql")
+
+
+def downgrade() -> None:
+    _ddl.run("DROP PROCEDURE IF EXISTS `resolve_dashboard_batch`")
+    _ddl.run_routine("procedures/resolve_dashboard_batch/v1.sql")
