@@ -2,7 +2,7 @@
 
 Use it with an async MySQL driver through SQLAlchemy's asyncio extension; the
 project tests with aiomysql (``mysql+aiomysql://``, the recommended driver, see
-README, "Drivers") and asyncmy (``mysql+asyncmy://``)::
+the Python API page of the docs, "Drivers") and asyncmy (``mysql+asyncmy://``)::
 
     from sqlalchemy.ext.asyncio import create_async_engine
     from batchflag_db import aio

@@ -72,7 +72,7 @@ logger = logging.getLogger("batchflag_db")
 """The library's only logger. It never adds handlers or configures logging."""
 
 SET_EVENT = "current_batch_flag_set"
-"""Log event (INFO) after every successful set, as the seed's repository named it."""
+"""Log event (INFO) after every successful set: the name the pipeline's own logs already use."""
 
 UNSET_EVENT = "current_batch_flag_unset"
 """Log event (INFO) after every successful unset."""
@@ -436,7 +436,7 @@ def get_current_batch(conn: Connectable) -> int | None:
 def current_batch(
     conn: Connectable, batch_id: int, *, retry: RetryPolicy = DEFAULT_RETRY
 ) -> Iterator[Flip]:
-    """Mark ``batch_id`` current for the duration of a block: the seed's pipeline semantics.
+    """Mark ``batch_id`` current for the duration of a block, as a pipeline run needs it.
 
     On entry the batch is set current (the :class:`Flip` is the ``as`` value). When
     the block ends normally it is unset. When the block raises, the flag is left

@@ -244,7 +244,7 @@ def main(argv: list[str] | None = None) -> int:
     results["meta"]["loadavg_end"] = _load()
     results["meta"]["duration_s"] = round(time.monotonic() - started, 1)
     json_path = _write_json(results, out)
-    md_path, png_path = report.write_reports(results, out)
+    md_path, png_path = report.write_reports(results, out, docs_page=report.docs_page_for(out))
     print()
     print(report.render_markdown(results))
     _log(f"wrote {json_path}, {md_path}" + (f", {png_path}" if png_path else ""))

@@ -176,8 +176,18 @@ class TestBenchmarkOnTinyTables:
         markdown = report.render_markdown(results)
         assert "| flip close to the floor |" in markdown
         assert f"| {ROWS} |" in markdown
-        md_path, png_path = report.write_reports(results, tmp_path)
+        page = tmp_path / "benchmark.md"
+        page.write_text(
+            f"# Page\n\nbefore\n\n{report.DOCS_START}\nold\n{report.DOCS_END}\n\nafter\n"
+        )
+        md_path, png_path = report.write_reports(results, tmp_path / "out", docs_page=page)
         assert md_path.read_text().startswith("# batchflag-db benchmark results")
+        text = page.read_text()
+        assert "old" not in text
+        assert text.startswith("# Page\n\nbefore\n\n")
+        assert text.endswith(f"{report.DOCS_END}\n\nafter\n")
+        assert "### Targets" in text
+        assert f"| {ROWS} |" in text
         if png_path is not None:  # matplotlib is optional for the tables
             assert png_path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
@@ -195,3 +205,37 @@ class TestBenchmarkOnTinyTables:
         assert by[BATCHFLAG]["bad_polls"] == 0
         assert by[BATCHFLAG]["errors"] == {}
         assert by[BATCHFLAG]["current_rows_after"] == 1
+
+
+META_ONLY: dict[str, Any] = {"meta": {"command": "python -m bench.run --quick"}}
+
+
+class TestDocsPage:
+    """Where the report's tables go: the docs page between its markers, never README."""
+
+    def test_tables_replace_only_the_marked_section(self, tmp_path: Path) -> None:
+        """The text between the markers is replaced; the rest of the page stays as it was."""
+        page = tmp_path / "benchmark.md"
+        page.write_text(f"intro\n{report.DOCS_START}\nstale\n{report.DOCS_END}\noutro\n")
+        assert report.update_docs_page(META_ONLY, page)
+        text = page.read_text()
+        assert "stale" not in text
+        assert "python -m bench.run --quick" in text
+        assert text.startswith(f"intro\n{report.DOCS_START}\n")
+        assert text.endswith(f"{report.DOCS_END}\noutro\n")
+
+    def test_page_without_markers_is_left_alone(self, tmp_path: Path) -> None:
+        """A page without the markers is not changed, and the call says so."""
+        page = tmp_path / "benchmark.md"
+        page.write_text("no markers here\n")
+        assert not report.update_docs_page(META_ONLY, page)
+        assert page.read_text() == "no markers here\n"
+
+    def test_target_is_the_docs_page_not_readme(self, tmp_path: Path) -> None:
+        """A run written into bench/ updates docs/benchmark.md; one written elsewhere, nothing."""
+        root = Path(report.__file__).resolve().parent.parent
+        assert root / "docs" / "benchmark.md" == report.DOCS_PAGE
+        assert report.DOCS_START in report.DOCS_PAGE.read_text()
+        assert report.DOCS_START not in (root / "README.md").read_text()
+        assert report.docs_page_for(root / "bench") == report.DOCS_PAGE
+        assert report.docs_page_for(tmp_path) is None
