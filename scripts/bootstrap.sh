@@ -15,6 +15,9 @@ command -v ss >/dev/null 2>&1 || need+=(iproute2)
 # mysqlclient (one of the clients the tests call the procedures from) compiles against these.
 dpkg -s libmariadb-dev >/dev/null 2>&1 || need+=(libmariadb-dev)
 command -v pkg-config >/dev/null 2>&1 || need+=(pkg-config)
+# The test suite's MariaDB 11.8 and MySQL 9.7 come from later Debian suites, installed
+# into cached roots (batchflag_db/testing/debian_root.py).
+command -v debootstrap >/dev/null 2>&1 || need+=(debootstrap)
 command -v gcc >/dev/null 2>&1 || need+=(gcc)
 if [ "${#need[@]}" -gt 0 ]; then
     if [ "$(id -u)" -eq 0 ]; then

@@ -20,7 +20,7 @@ from batchflag_db.testing.binaries import (
     binaries_for,
     find_host_binaries,
 )
-from batchflag_db.testing.kinds import KIND_VARIABLE, kind_named
+from batchflag_db.testing.kinds import DEFAULT_KIND, KIND_VARIABLE, kind_named
 
 pytest_plugins = ["batchflag_db.testing.plugin"]
 
@@ -141,3 +141,41 @@ def check_table(conn: pymysql.Connection, table: str = "batchStatus") -> list[tu
     with conn.cursor() as cur:
         cur.execute(f"CHECK TABLE `{table}` EXTENDED")
         return list(cur.fetchall())
+
+
+#: Markers of the slow families; a test with none of them is also marked ``quick``.
+SLOW_MARKERS = ("slow", "stress", "crash", "galera", "grouprepl")
+
+#: Families that run one cluster of their own whatever the run's kind: only on that kind.
+CLUSTER_FAMILY_KIND = {"galera": "mariadb-10.11", "grouprepl": "mysql-9.7"}
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Mark the quick tests; keep a cluster family to the one kind its cluster is made of.
+
+    The Galera cluster is always the host's MariaDB and the Group Replication group
+    always MySQL 9.7, whatever the run's kind, so they run in that kind's run only
+    (the header of every other run says how many it left to that run).
+    """
+    kind = os.environ.get(KIND_VARIABLE) or DEFAULT_KIND
+    keep: list[pytest.Item] = []
+    moved: dict[str, list[pytest.Item]] = {}
+    for item in items:
+        if not any(item.get_closest_marker(m) for m in SLOW_MARKERS):
+            item.add_marker(pytest.mark.quick)
+        family = next((f for f in CLUSTER_FAMILY_KIND if item.get_closest_marker(f)), None)
+        if family is not None and CLUSTER_FAMILY_KIND[family] != kind:
+            moved.setdefault(family, []).append(item)
+        else:
+            keep.append(item)
+    if moved:
+        config.hook.pytest_deselected(items=[i for group in moved.values() for i in group])
+        items[:] = keep
+        reporter = config.pluginmanager.get_plugin("terminalreporter")
+        for family, group in moved.items():
+            line = (
+                f"batchflag-db: {len(group)} {family} tests run in the "
+                f"{CLUSTER_FAMILY_KIND[family]} run (their cluster is that kind), not on {kind}"
+            )
+            if reporter is not None:
+                reporter.write_line(line)
