@@ -679,6 +679,17 @@ class TestExtensionHelpers:
                 getattr(module, name), click.ParamType
             )
 
+    def test_a_refused_migration_is_a_message_a_runtime_error_is_not(self) -> None:
+        """A migration's refusal is shown as written; any other RuntimeError is unexpected."""
+        from batchflag_db.cli.group import describe_error  # noqa: PLC0415
+        from batchflag_db.errors import MigrationRefusedError  # noqa: PLC0415
+
+        assert describe_error(MigrationRefusedError("convert it first")) == ("convert it first", 1)
+        message, code = describe_error(RuntimeError("boom"))
+        assert code == 1
+        assert message.startswith("unexpected RuntimeError: boom")
+        assert "BATCHFLAG_TRACEBACK=1" in message
+
     def test_the_package_exposes_the_group_and_the_entry_point(self) -> None:
         """`batchflag_db.cli:cli` is the group (docs) and `batchflag_db.cli:main` the script."""
         from batchflag_db import cli as package  # noqa: PLC0415

@@ -13,6 +13,7 @@ import pytest
 from sqlalchemy.engine import URL
 
 from batchflag_db import migrate
+from batchflag_db.errors import MigrationRefusedError
 from tests.conftest import connect, current_rows
 
 REPO = Path(__file__).resolve().parent.parent
@@ -159,7 +160,7 @@ class TestAdoptingTheUsersTable:
         """keep_current naming a batch that is not current fails before any DDL, changing nothing."""
         conn = seed_table(db_url, THREE_CURRENT)
         before = snapshot(conn)
-        with pytest.raises(RuntimeError, match="not one of the current batches"):
+        with pytest.raises(MigrationRefusedError, match="not one of the current batches"):
             migrate.upgrade(db_url, keep_current=2)
         assert snapshot(conn) == before
         assert "currentBatchKey" not in objects(conn)["columns"]
@@ -190,7 +191,7 @@ class TestAdoptingTheUsersTable:
         conn = connect(db_url, autocommit=True)
         with conn.cursor() as cur:
             cur.execute(SEED_TABLE.replace("InnoDB", "MyISAM"))
-        with pytest.raises(RuntimeError, match="ENGINE=InnoDB"):
+        with pytest.raises(MigrationRefusedError, match="ENGINE=InnoDB"):
             migrate.upgrade(db_url)
         assert objects(conn)["columns"] == {
             "id",
