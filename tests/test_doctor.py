@@ -12,6 +12,7 @@ import json
 import re
 import shlex
 import uuid
+from collections.abc import Iterator
 
 import pytest
 from alembic import command as alembic_command
@@ -281,7 +282,7 @@ class TestCatchesBrokenDatabases:
 
 class TestLimitedAccount:
     @pytest.fixture
-    def monitor_url(self, migrated_url: URL) -> URL:
+    def monitor_url(self, migrated_url: URL) -> Iterator[URL]:
         """An account with SELECT and EXECUTE on the database only (no mysql.user, no bodies)."""
         user = f"mon_{uuid.uuid4().hex[:8]}"
         database = migrated_url.database

@@ -6,7 +6,9 @@ import logging
 import os
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pymysql
 import pytest
@@ -31,7 +33,7 @@ CREATE TABLE batchStatus (
 """
 
 
-def snapshot(conn: pymysql.Connection) -> list[tuple]:
+def snapshot(conn: pymysql.Connection) -> list[tuple[Any, ...]]:
     """Every row's id, date, number, status and flag, in id order."""
     with conn.cursor() as cur:
         cur.execute(
@@ -78,7 +80,7 @@ def seed_table(url: URL, rows: list[tuple[str, int, str, int]]) -> pymysql.Conne
 
 
 def alembic_cli(
-    url: URL, *args: str, env: dict[str, str] | None = None
+    url: URL | None, *args: str, env: dict[str, str] | None = None
 ) -> subprocess.CompletedProcess[str]:
     """Run the real `alembic` command from the repository root."""
     environ = {k: v for k, v in os.environ.items() if not k.startswith("BATCHFLAG_")}
@@ -219,7 +221,7 @@ class TestRoundTrips:
         assert current_rows(conn) == [2]
 
     def test_created_table_with_rows_survives_downgrade(
-        self, migrated_url: URL, add_batches
+        self, migrated_url: URL, add_batches: Callable[[int], list[int]]
     ) -> None:
         """A table the baseline created is kept on downgrade once it holds rows."""
         ids = add_batches(3)
