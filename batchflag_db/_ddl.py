@@ -13,13 +13,16 @@ from alembic import op
 from sqlalchemy import text
 
 from batchflag_db._resources import read_sql
-from batchflag_db.errors import driver_error_details
+from batchflag_db.errors import (
+    ER_ALTER_OPERATION_NOT_SUPPORTED,
+    ER_ALTER_OPERATION_NOT_SUPPORTED_REASON,
+    driver_error_details,
+)
 
 log = logging.getLogger("batchflag_db.migrations")
 
 # Server errors meaning "this ALTER cannot run with the ALGORITHM/LOCK asked for".
-_ER_ALTER_OPERATION_NOT_SUPPORTED = 1845
-_ER_ALTER_OPERATION_NOT_SUPPORTED_REASON = 1846
+_ALTER_REFUSED = (ER_ALTER_OPERATION_NOT_SUPPORTED, ER_ALTER_OPERATION_NOT_SUPPORTED_REASON)
 
 
 def is_offline() -> bool:
@@ -151,10 +154,7 @@ def alter_online(statement: str, online_clause: str) -> None:
         op.get_bind().exec_driver_sql(f"{statement}, {online_clause}")
     except Exception as exc:
         errno, _, _ = driver_error_details(exc)
-        if errno not in (
-            _ER_ALTER_OPERATION_NOT_SUPPORTED,
-            _ER_ALTER_OPERATION_NOT_SUPPORTED_REASON,
-        ):
+        if errno not in _ALTER_REFUSED:
             raise
         log.warning(
             "server refused %s (%s); running it with the default algorithm, "

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from batchflag_db.errors import (
+    ER_CANT_CHANGE_TX_CHARACTERISTICS,
     ER_LOCK_DEADLOCK,
     ER_LOCK_WAIT_TIMEOUT,
     BatchFlagError,
@@ -44,8 +45,8 @@ RETRY_EVENT = "current_batch_flip_retry"
 """Log event emitted before each retry (INFO), with the failed attempt's number and errno."""
 
 _RETRYABLE = {
-    ER_LOCK_DEADLOCK: "deadlock (error 1213)",
-    ER_LOCK_WAIT_TIMEOUT: "lock wait timeout (error 1205)",
+    ER_LOCK_DEADLOCK: f"deadlock (error {ER_LOCK_DEADLOCK})",
+    ER_LOCK_WAIT_TIMEOUT: f"lock wait timeout (error {ER_LOCK_WAIT_TIMEOUT})",
 }
 
 # Server status flags of the MySQL protocol (the same bits in every driver).
@@ -59,8 +60,8 @@ The procedures use the same test; it only sets the characteristics of the next
 transaction, which the procedure then sets to the same value itself.
 """
 
-ER_IN_TRANSACTION = 1568
-"""ER_CANT_CHANGE_TX_CHARACTERISTICS: "... can't be changed while a transaction is in progress"."""
+ER_IN_TRANSACTION = ER_CANT_CHANGE_TX_CHARACTERISTICS
+"""The error of :data:`IN_TRANSACTION_PROBE` inside a transaction (named in :mod:`batchflag_db.errors`)."""
 
 
 @dataclass(frozen=True)

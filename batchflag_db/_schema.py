@@ -17,30 +17,23 @@ KEY_INDEX = "uq_batchStatus_currentBatchKey"
 KEY_EXPRESSION = "IF(`currentBatch` <> 0, 1, NULL)"
 """The generated column's expression (any non-zero flag counts as current)."""
 
+KEY_STORAGE = "VIRTUAL"
+"""How the key column is stored, as revision 0002 creates it (added instantly, no table rewrite)."""
+
 LOCK_TABLE = "currentBatchLock"
 """One-row table whose row every flip locks first: the serialization point."""
 
 SET_PROCEDURE = "set_current_batch"
 UNSET_PROCEDURE = "unset_current_batch"
-PROCEDURES = (SET_PROCEDURE, UNSET_PROCEDURE)
 
 RESOLVE_PROCEDURE = "resolve_dashboard_batch"
 """Procedure returning the batch a dashboard shows, and why (revision 0004)."""
 
-ROUTINES = (*PROCEDURES, RESOLVE_PROCEDURE)
+ROUTINES = (SET_PROCEDURE, UNSET_PROCEDURE, RESOLVE_PROCEDURE)
 """Every routine at head."""
 
 STATUS_COLUMN = "batchStatus"
 """The user's status column of :data:`TABLE` ('Pending', 'InProgress', 'Completed', ...)."""
-
-STATUS_INDEX = "ix_batchStatus_batchStatus_id"
-"""Index ``(batchStatus, id)``: the in-progress and incomplete lookups of the resolution."""
-
-IN_PROGRESS_STATUS = "InProgress"
-"""The status of a batch in progress (resolution reason ``in_progress``)."""
-
-COMPLETED_STATUS = "Completed"
-"""The status of a finished batch; any other status is incomplete."""
 
 RESOLUTION_REASONS = ("requested", "current_flag", "in_progress", "incomplete", "most_recent")
 """The reasons ``resolve_dashboard_batch`` returns, in priority order."""
@@ -50,12 +43,6 @@ HISTORY_TABLE = "currentBatchHistory"
 
 VERSION_TABLE = "batchflag_alembic_version"
 """Alembic's version table, named apart so it never collides with the application's own."""
-
-TABLE_CREATED_COMMENT = "created by batchflag-db"
-"""Table comment the baseline writes when it creates the table (adopted tables keep theirs)."""
-
-COLUMN_ADDED_COMMENT = "added by batchflag-db"
-"""Column comment the baseline writes when it adds the flag column to an adopted table."""
 
 MAX_BATCH_ID = 2**63 - 1
 """Largest id the procedures accept (their parameter is a signed BIGINT)."""

@@ -37,14 +37,13 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from batchflag_db._retry import DEFAULT_RETRY, RetryPolicy, RetryState, owns_transaction
 from batchflag_db._schema import SET_PROCEDURE, UNSET_PROCEDURE
-from batchflag_db.errors import BatchFlagError
+from batchflag_db.errors import BatchFlagError, translated_errors
 from batchflag_db.flag import (
     CURRENT_QUERY,
     Flip,
     call_statement,
     current_from_rows,
     flip_from_rows,
-    translated_errors,
     validate_batch_id,
 )
 

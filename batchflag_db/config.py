@@ -11,7 +11,7 @@ from sqlalchemy.exc import ArgumentError
 
 from batchflag_db.errors import ConfigurationError
 
-__all__ = ["DEFAULT_URL_VARIABLE", "env_variable", "normalize_url", "resolve_url"]
+__all__ = ["DEFAULT_URL_VARIABLE", "describe_url", "env_variable", "normalize_url", "resolve_url"]
 
 DEFAULT_URL_VARIABLE = "BATCHFLAG_DATABASE_URL"
 
@@ -93,3 +93,12 @@ def resolve_url(
         f"no database URL: pass --url URL (alembic: -x url=URL), "
         f"or set {DEFAULT_URL_VARIABLE}, or name an environment with --env NAME (-x env=NAME)"
     )
+
+
+def describe_url(url: URL) -> str:
+    """Return ``database 'x' on host:port as user``, for messages (never the password)."""
+    where = f"{url.host or 'localhost'}:{url.port or 3306}"
+    who = f" as {url.username}" if url.username else ""
+    if url.database:
+        return f"database {url.database!r} on {where}{who}"
+    return f"server {where}{who}"

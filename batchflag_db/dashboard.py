@@ -12,9 +12,9 @@
 * :func:`take_snapshot` and :func:`render_watch` make one screen of
   ``batchflag watch``.
 
-``conn`` is anything :mod:`batchflag_db.flag` accepts: a SQLAlchemy Engine
-(autocommit), a SQLAlchemy Connection (joins its transaction) or a PEP 249
-connection (runs in whatever mode it is in).
+``conn`` is what every public function accepts (:mod:`batchflag_db._connection`):
+a SQLAlchemy Engine (autocommit), a SQLAlchemy Connection (joins its transaction)
+or a PEP 249 connection (runs in whatever mode it is in).
 """
 
 from __future__ import annotations
@@ -24,8 +24,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy.engine import Connection, Engine
-
+from batchflag_db._connection import Connectable, Link, connect
 from batchflag_db._schema import (
     HISTORY_TABLE,
     KEY_COLUMN,
@@ -34,8 +33,8 @@ from batchflag_db._schema import (
     STATUS_COLUMN,
     TABLE,
 )
-from batchflag_db.errors import BatchFlagError, from_driver_error
-from batchflag_db.flag import Connectable, validate_batch_id
+from batchflag_db.errors import BatchFlagError
+from batchflag_db.flag import validate_batch_id
 
 __all__ = [
     "RESOLUTION_REASONS",
@@ -157,67 +156,6 @@ class WatchSnapshot:
         return self.flips[0].current_after != current_id
 
 
-# --- running statements ---------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class _Result:
-    columns: tuple[str, ...]
-    rows: list[tuple[Any, ...]]
-    rowcount: int
-
-
-def _execute(conn: Connectable, sql: str) -> _Result:
-    """Run one statement (built only from constants and validated values).
-
-    SQLAlchemy connections get it through ``exec_driver_sql``, so nothing in it is
-    taken for a bind parameter; PEP 249 cursors get it without arguments.
-    """
-    try:
-        if isinstance(conn, Engine):
-            with conn.connect().execution_options(isolation_level="AUTOCOMMIT") as c:
-                return _execute_sqlalchemy(c, sql)
-        if isinstance(conn, Connection):
-            return _execute_sqlalchemy(conn, sql)
-        return _execute_dbapi(conn, sql)
-    except BatchFlagError:
-        raise
-    except Exception as exc:
-        translated = from_driver_error(exc)
-        if translated is None:
-            raise
-        raise translated from exc
-
-
-def _execute_sqlalchemy(conn: Connection, sql: str) -> _Result:
-    result = conn.exec_driver_sql(sql)
-    try:
-        if result.returns_rows:
-            columns = tuple(result.keys())
-            return _Result(columns, [tuple(r) for r in result], -1)
-        return _Result((), [], result.rowcount)
-    finally:
-        result.close()
-
-
-def _execute_dbapi(conn: Any, sql: str) -> _Result:
-    cursor = conn.cursor()
-    try:
-        cursor.execute(sql)
-        if cursor.description:
-            columns = tuple(str(d[0]) for d in cursor.description)
-            result = _Result(columns, [tuple(r) for r in cursor.fetchall()], -1)
-        else:
-            result = _Result((), [], int(cursor.rowcount))
-        # CALL returns an extra (empty) result; drain it or the connection breaks.
-        while cursor.nextset():
-            if cursor.description:
-                cursor.fetchall()
-        return result
-    finally:
-        cursor.close()
-
-
 # --- resolution -----------------------------------------------------------------
 
 
@@ -244,11 +182,16 @@ def resolve_dashboard_batch(
         SchemaNotReadyError: The procedure is missing: migrations not applied.
         BatchFlagError: Any other server error.
     """
-    argument = "NULL" if requested_id is None else str(validate_batch_id(requested_id))
-    result = _execute(conn, f"CALL {RESOLVE_PROCEDURE}({argument})")
-    if not result.rows:
+    requested = None if requested_id is None else validate_batch_id(requested_id)
+    with connect(conn) as link:
+        return _resolve(link, requested)
+
+
+def _resolve(link: Link, requested_id: int | None) -> Resolution | None:
+    rows = link.call(RESOLVE_PROCEDURE, requested_id)
+    if not rows:
         return None
-    batch_id, reason = result.rows[0][:2]
+    batch_id, reason = rows[0][:2]
     reason = reason.decode() if isinstance(reason, bytes) else str(reason)
     return Resolution(int(batch_id), reason)
 
@@ -297,9 +240,13 @@ def history(conn: Connectable, limit: int = 20) -> list[HistoryEntry]:
         BatchFlagError: Any other server error.
     """
     count = _positive_int(limit, "limit")
-    result = _execute(
-        conn,
-        f"SELECT {_HISTORY_COLUMNS} FROM `{HISTORY_TABLE}` ORDER BY `id` DESC LIMIT {count}",
+    with connect(conn) as link:
+        return _history(link, count)
+
+
+def _history(link: Link, count: int) -> list[HistoryEntry]:
+    result = link.run(
+        f"SELECT {_HISTORY_COLUMNS} FROM `{HISTORY_TABLE}` ORDER BY `id` DESC LIMIT {count}"
     )
     return [_entry(row) for row in result.rows]
 
@@ -335,7 +282,8 @@ def prune_history(conn: Connectable, before: dt.date | dt.datetime) -> int:
         BatchFlagError: Any other server error.
     """
     cutoff = _utc_literal(before)
-    result = _execute(conn, f"DELETE FROM `{HISTORY_TABLE}` WHERE `changedAt` < {cutoff}")
+    with connect(conn) as link:
+        result = link.run(f"DELETE FROM `{HISTORY_TABLE}` WHERE `changedAt` < {cutoff}")
     return max(result.rowcount, 0)
 
 
@@ -355,29 +303,29 @@ def _batch_row(columns: Sequence[str], row: Sequence[Any]) -> BatchRow:
     )
 
 
-def _read_batch(conn: Connectable, where: str) -> BatchRow | None:
+def _read_batch(link: Link, where: str) -> BatchRow | None:
     # SELECT *: an adopted table may lack batchDate or batchNumber.
-    result = _execute(conn, f"SELECT * FROM `{TABLE}` WHERE {where}")
+    result = link.run(f"SELECT * FROM `{TABLE}` WHERE {where}")
     return _batch_row(result.columns, result.rows[0]) if result.rows else None
 
 
-def _snapshot_in(conn: Connectable, flips: int) -> WatchSnapshot:
-    now, database = _execute(conn, "SELECT UTC_TIMESTAMP(6), DATABASE()").rows[0]
-    current = _read_batch(conn, f"`{KEY_COLUMN}` = 1")
-    resolution = resolve_dashboard_batch(conn)
+def _snapshot_in(link: Link, flips: int) -> WatchSnapshot:
+    now, database = link.run("SELECT UTC_TIMESTAMP(6), DATABASE()").rows[0]
+    current = _read_batch(link, f"`{KEY_COLUMN}` = 1")
+    resolution = _resolve(link, None)
     if resolution is None:
         shown = None
     elif current is not None and resolution.batch_id == current.id:
         shown = current
     else:
-        shown = _read_batch(conn, f"`id` = {resolution.batch_id}")
+        shown = _read_batch(link, f"`id` = {resolution.batch_id}")
     return WatchSnapshot(
         taken_at=_as_utc(now),
         database=str(database),
         current=current,
         resolution=resolution,
         shown=shown,
-        flips=history(conn, flips),
+        flips=_history(link, flips),
     )
 
 
@@ -397,21 +345,9 @@ def take_snapshot(conn: Connectable, flips: int = 5) -> WatchSnapshot:
         DatabaseConnectionError: The server cannot be reached.
         BatchFlagError: Any other server error.
     """
-    if isinstance(conn, Engine):
-        try:
-            with conn.connect().execution_options(isolation_level="REPEATABLE READ") as c:
-                try:
-                    return _snapshot_in(c, flips)
-                finally:
-                    c.rollback()
-        except BatchFlagError:
-            raise
-        except Exception as exc:
-            translated = from_driver_error(exc)
-            if translated is None:
-                raise
-            raise translated from exc
-    return _snapshot_in(conn, flips)
+    count = _positive_int(flips, "limit")
+    with connect(conn, isolation_level="REPEATABLE READ") as link:
+        return _snapshot_in(link, count)
 
 
 def _describe(row: BatchRow) -> str:

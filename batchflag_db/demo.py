@@ -22,23 +22,22 @@ from sqlalchemy.exc import IntegrityError
 
 from batchflag_db import migrate
 from batchflag_db._schema import FLAG_COLUMN, TABLE
-from batchflag_db.cli import describe_url, read_status, status_lines
+from batchflag_db.config import describe_url
 from batchflag_db.doctor import diagnose
-from batchflag_db.errors import BatchFlagError, driver_error_details
+from batchflag_db.errors import ER_DUP_ENTRY, BatchFlagError, driver_error_details
 from batchflag_db.flag import (
     current_batch,
     get_current_batch,
     set_current_batch,
     unset_current_batch,
 )
+from batchflag_db.status import read_status, status_lines
 from batchflag_db.testing.server import ThrowawayServer
 
 __all__ = ["DEMO_DATABASE", "DemoFailedError", "run_demo"]
 
 DEMO_DATABASE = "batchflag_demo"
 """The database the demo creates on its throwaway server."""
-
-_ER_DUP_ENTRY = 1062
 
 Echo = Callable[[str], None]
 
@@ -125,9 +124,8 @@ def _story(url: URL, echo: Echo, *, command: str, cleanup: bool) -> None:
         previous = get_current_batch(engine)
         _pipeline(engine, echo, created, previous)
         echo(f"5. {command} status")
-        with engine.connect() as conn:
-            for line in status_lines(read_status(conn, limit=5)):
-                echo(f"   {line}" if line else "")
+        for line in status_lines(read_status(engine, limit=5)):
+            echo(f"   {line}" if line else "")
         echo(f"6. {command} doctor")
         report = diagnose(engine, command=command)
         for line in report.lines():
@@ -176,7 +174,7 @@ def _pipeline(engine: Engine, echo: Echo, created: list[int], previous: int | No
             )
     except IntegrityError as exc:
         errno, _, message = driver_error_details(exc)
-        _check(errno == _ER_DUP_ENTRY, f"the stray update failed with {errno}, not 1062")
+        _check(errno == ER_DUP_ENTRY, f"the stray update failed with {errno}, not {ER_DUP_ENTRY}")
         echo(f"4. a stray `{stray}` is refused by the database: {message} (errno {errno})")
     else:
         raise DemoFailedError(

@@ -18,16 +18,13 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Literal
 
-from alembic.runtime.migration import MigrationContext
 from alembic.script import Script, ScriptDirectory
 from sqlalchemy import bindparam, text
-from sqlalchemy.engine import Connection, Engine
-from sqlalchemy.exc import DBAPIError
 
 from batchflag_db import migrate
+from batchflag_db._connection import Connectable, Link, connect
 from batchflag_db._ddl import strip_sql_comments
 from batchflag_db._resources import read_sql
 from batchflag_db._schema import (
@@ -36,21 +33,26 @@ from batchflag_db._schema import (
     KEY_COLUMN,
     KEY_EXPRESSION,
     KEY_INDEX,
+    KEY_STORAGE,
     LOCK_TABLE,
     TABLE,
     VERSION_TABLE,
 )
-from batchflag_db.errors import BatchFlagError, driver_error_details
+from batchflag_db.errors import (
+    ER_DBACCESS_DENIED_ERROR,
+    ER_LOCK_ROW_MISSING,
+    ER_NO_SUCH_TABLE,
+    ER_NO_SUCH_USER,
+    ER_TABLEACCESS_DENIED_ERROR,
+    BatchFlagError,
+    driver_error_details,
+)
 
 __all__ = ["Finding", "Report", "diagnose", "normalize_body", "routine_body"]
 
-KEY_STORAGE = "VIRTUAL"
-"""How the key column is stored, as ``migrations/versions/0002_invariant.py`` creates it."""
-
 Status = Literal["ok", "problem", "note"]
 
-_ER_NO_SUCH_TABLE = 1146
-_ER_DENIED = (1142, 1044)  # SELECT command denied; access denied to the database
+_DENIED = (ER_TABLEACCESS_DENIED_ERROR, ER_DBACCESS_DENIED_ERROR)
 
 
 @dataclass(frozen=True)
@@ -150,23 +152,28 @@ def _normalize_expression(expression: str) -> str:
 
 @dataclass
 class _Revisions:
-    """The revision scripts, oldest first, and the text of each."""
+    """The revision scripts, oldest first, and what each one's upgrade creates.
+
+    Each revision declares it in its module attribute ``creates`` (object names and
+    the routine files it installs), read here through Alembic's ScriptDirectory.
+    """
 
     scripts: list[Script] = field(default_factory=list)
-    texts: dict[str, str] = field(default_factory=dict)
+    creates: dict[str, tuple[str, ...]] = field(default_factory=dict)
 
     @classmethod
     def load(cls) -> _Revisions:
         directory = ScriptDirectory.from_config(migrate.alembic_config())
         scripts = list(reversed(list(directory.walk_revisions())))
-        texts = {s.revision: Path(str(s.path)).read_text(encoding="utf-8") for s in scripts}
-        return cls(scripts, texts)
+        creates = {s.revision: tuple(getattr(s.module, "creates", ())) for s in scripts}
+        return cls(scripts, creates)
 
     def known(self, revision: str) -> bool:
-        return revision in self.texts
+        return revision in self.creates
 
-    def naming(self, needle: str, *, latest: bool) -> Script | None:
-        found = [s for s in self.scripts if needle in self.texts[s.revision]]
+    def creating(self, name: str, *, latest: bool) -> Script | None:
+        """The first (or, ``latest``, the last) revision whose upgrade creates ``name``."""
+        found = [s for s in self.scripts if name in self.creates[s.revision]]
         if not found:
             return None
         return found[-1] if latest else found[0]
@@ -185,8 +192,8 @@ class _Revisions:
 
 
 class _Doctor:
-    def __init__(self, conn: Connection, command: str) -> None:
-        self.conn = conn
+    def __init__(self, link: Link, command: str) -> None:
+        self.link = link
         self.command = command
         self.findings: list[Finding] = []
         self.revisions = _Revisions.load()
@@ -198,19 +205,19 @@ class _Doctor:
         self.findings.append(Finding(status, check, message, fix))
 
     def rows(self, sql: str, **params: Any) -> list[tuple[Any, ...]]:
-        return [tuple(r) for r in self.conn.execute(text(sql), params)]
+        return self.link.query(sql, **params).rows
 
-    def rebuild_target(self, needle: str, *, latest: bool = False) -> str:
-        """The revision before the one that creates what ``needle`` names (or ``base``)."""
-        script = self.revisions.naming(needle, latest=latest)
+    def rebuild_target(self, name: str, *, latest: bool = False) -> str:
+        """The revision before the one that creates ``name`` (or ``base``)."""
+        script = self.revisions.creating(name, latest=latest)
         down = script.down_revision if script is not None else None
         if isinstance(down, (tuple, list)):  # pragma: no cover - no merge revisions here
             down = down[0]
         return down if isinstance(down, str) else "base"
 
-    def rebuild(self, needle: str, *, latest: bool = False, upgrade_args: str = "") -> str:
-        """The command that re-creates what the revision naming ``needle`` creates."""
-        return self.rebuild_from(self.rebuild_target(needle, latest=latest), upgrade_args)
+    def rebuild(self, name: str, *, latest: bool = False, upgrade_args: str = "") -> str:
+        """The command that re-creates ``name`` (and what the same revision creates)."""
+        return self.rebuild_from(self.rebuild_target(name, latest=latest), upgrade_args)
 
     def rebuild_from(self, target: str, upgrade_args: str = "") -> str:
         return f"{self.command} downgrade {target} && {self.command} upgrade{upgrade_args}"
@@ -239,22 +246,27 @@ class _Doctor:
                 checks cannot tell "missing" from "hidden from this account".
         """
         try:
-            self.rows(f"SELECT 1 FROM `{VERSION_TABLE}` LIMIT 0")
-        except DBAPIError as exc:
-            errno, sqlstate, message = driver_error_details(exc)
-            if errno == _ER_NO_SUCH_TABLE:
+            found = self.rows(f"SELECT `version_num` FROM `{VERSION_TABLE}`")
+        except BatchFlagError as exc:
+            if exc.errno == ER_NO_SUCH_TABLE:
                 return None
-            if errno in _ER_DENIED:
+            if exc.errno in _DENIED:
+                _, _, message = driver_error_details(exc.__cause__ or exc)
                 raise BatchFlagError(
                     "doctor cannot check this database: this account may not read "
                     f"{VERSION_TABLE} ({message}); run doctor as the account that runs "
                     "the migrations",
-                    errno=errno,
-                    sqlstate=sqlstate,
-                ) from exc
+                    errno=exc.errno,
+                    sqlstate=exc.sqlstate,
+                ) from exc.__cause__
             raise
-        context = MigrationContext.configure(self.conn, opts={"version_table": VERSION_TABLE})
-        return context.get_current_revision()
+        if len(found) > 1:
+            shown = ", ".join(sorted(str(r[0]) for r in found))
+            raise BatchFlagError(
+                f"{VERSION_TABLE} holds several revisions ({shown}); batchflag-db's "
+                f"migrations are linear, so it holds one: delete the rows that are wrong"
+            )
+        return str(found[0][0]) if found else None
 
     def check_revision(self) -> str | None:
         revision = self.read_revision()
@@ -339,7 +351,7 @@ class _Doctor:
             return
         shown = ", ".join(str(i) for i in ids[:10]) + (", ..." if len(ids) > 10 else "")
         newest = max(ids)
-        key = self.revisions.naming(KEY_INDEX, latest=False)
+        key = self.revisions.creating(KEY_INDEX, latest=False)
         if key is not None and self.revisions.applied(revision, key.revision):
             fix = self.rebuild(KEY_INDEX, upgrade_args=f" --keep-current {newest}")
         else:
@@ -433,7 +445,8 @@ class _Doctor:
             self.add(
                 "problem",
                 "lock row",
-                f"the row id=1 of {LOCK_TABLE} is missing: every flip fails (error 31003)",
+                f"the row id=1 of {LOCK_TABLE} is missing: every flip fails "
+                f"(error {ER_LOCK_ROW_MISSING})",
                 fix,
             )
         else:
@@ -449,7 +462,7 @@ class _Doctor:
         ).bindparams(bindparam("names", expanding=True))
         found = {
             str(r[0]): (r[0], self.show_create(str(r[0])), r[1], r[2])
-            for r in self.conn.execute(query, {"names": names})
+            for r in self.link.query(query, names=names).rows
         }
         definers: dict[str, list[str]] = {}
         for name in names:
@@ -498,10 +511,10 @@ class _Doctor:
         string literal's doubled quotes back undoubled.
         """
         try:
-            row = self.conn.execute(text(f"SHOW CREATE PROCEDURE `{name}`")).fetchone()
-        except DBAPIError:
+            rows = self.link.run(f"SHOW CREATE PROCEDURE `{name}`").rows
+        except BatchFlagError:
             return None
-        return None if row is None or row[2] is None else str(row[2])
+        return None if not rows or rows[0][2] is None else str(rows[0][2])
 
     def check_definers(self, definers: dict[str, list[str]]) -> None:
         for definer, routines in sorted(definers.items()):
@@ -513,8 +526,8 @@ class _Doctor:
                 exists = self.rows(
                     "SELECT COUNT(*) FROM mysql.user WHERE User = :u AND Host = :h", u=user, h=host
                 )[0][0]
-            except DBAPIError as exc:
-                _, _, message = driver_error_details(exc)
+            except BatchFlagError as exc:
+                _, _, message = driver_error_details(exc.__cause__ or exc)
                 self.add(
                     "note",
                     "definer",
@@ -532,25 +545,27 @@ class _Doctor:
                     "problem",
                     "definer",
                     f"the definer {shown} of {', '.join(routines)} does not exist: "
-                    "every CALL fails (error 1449); the fix re-creates them with your account",
+                    f"every CALL fails (error {ER_NO_SUCH_USER}); the fix re-creates them "
+                    "with your account",
                     fix,
                 )
 
 
-def diagnose(conn: Engine | Connection, *, command: str = "batchflag") -> Report:
+def diagnose(conn: Connectable, *, command: str = "batchflag") -> Report:
     """Run every check on the database of ``conn`` and return the findings.
 
     Args:
-        conn: An Engine or a Connection to the database to check.
+        conn: An Engine (the checks run on one connection checked out of it), a
+            Connection or a PEP 249 connection to the database to check. Doctor
+            only reads; it never commits or rolls back the caller's connection.
         command: How fixes should spell the ``batchflag`` command (e.g.
             ``batchflag --env staging``).
 
     Raises:
-        BatchFlagError: This account may not read the version table.
-        sqlalchemy.exc.DBAPIError: The server could not be reached, or refused a
-            query no check can do without.
+        DatabaseConnectionError: The server could not be reached.
+        BatchFlagError: This account may not read the version table, the table
+            holds several revisions, or the server refused a query no check can do
+            without (``errno`` and ``sqlstate`` kept).
     """
-    if isinstance(conn, Engine):
-        with conn.connect() as connection:
-            return _Doctor(connection, command).run()
-    return _Doctor(conn, command).run()
+    with connect(conn, isolation_level=None) as link:
+        return _Doctor(link, command).run()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 __all__ = [
@@ -10,31 +12,75 @@ __all__ = [
     "ConfigurationError",
     "DatabaseConnectionError",
     "InvalidBatchIdError",
+    "MigrationRefusedError",
     "SchemaNotReadyError",
     "TransactionConflictError",
+    "driver_error_details",
     "from_driver_error",
+    "translated_errors",
 ]
 
-# Error numbers the procedures SIGNAL (all with SQLSTATE 45000). The SQL files use
-# the same numbers; tests/test_sql_files.py checks the two agree. They stay below
+# --- Error numbers: every one the project or the server uses as a code, named once.
+
+# The procedures SIGNAL these (all with SQLSTATE 45000). The SQL files use the
+# same numbers; tests/test_sql_files.py checks the two agree. They stay below
 # 32768 because PyMySQL reads the errno as a signed 16-bit number, and inside
 # MySQL's 10000-49999 range, which the server uses only for its own log.
 ER_INVALID_BATCH_ID = 31001
 ER_BATCH_NOT_FOUND = 31002
 ER_LOCK_ROW_MISSING = 31003
 
-# Server errors after which the whole transaction must be retried.
+# The server's (names as in MySQL's and MariaDB's error lists).
+ER_DBACCESS_DENIED_ERROR = 1044
+ER_ACCESS_DENIED_ERROR = 1045
+ER_BAD_DB_ERROR = 1049
+ER_BAD_FIELD_ERROR = 1054
+ER_DUP_ENTRY = 1062
+ER_NONEXISTING_GRANT = 1133  # MariaDB: GRANT to an account that does not exist
+ER_TABLEACCESS_DENIED_ERROR = 1142
+ER_COLUMNACCESS_DENIED_ERROR = 1143
+ER_NO_SUCH_TABLE = 1146
+ER_TOO_MANY_ROWS = 1172  # SELECT ... INTO found more than one row
 ER_LOCK_WAIT_TIMEOUT = 1205
 ER_LOCK_DEADLOCK = 1213
+ER_SPECIFIC_ACCESS_DENIED_ERROR = 1227
+ER_SP_DOES_NOT_EXIST = 1305
+ER_PROCACCESS_DENIED_ERROR = 1370
+ER_CANT_CREATE_USER_WITH_GRANT = 1410  # MySQL 8: GRANT to an account that does not exist
+ER_NO_SUCH_USER = 1449  # a routine's DEFINER account does not exist (e.g. after a restore)
+ER_CANT_CHANGE_TX_CHARACTERISTICS = 1568  # "... while a transaction is in progress"
+ER_ALTER_OPERATION_NOT_SUPPORTED = 1845
+ER_ALTER_OPERATION_NOT_SUPPORTED_REASON = 1846
+
+# The client library's (CR_*): no server answered.
+CR_CONNECTION_ERROR = 2002
+CR_CONN_HOST_ERROR = 2003
+CR_UNKNOWN_HOST = 2005
+CR_SERVER_GONE_ERROR = 2006
+CR_SERVER_LOST = 2013
 
 # Errors meaning "could not reach or log in to the server".
-_CONNECTION_ERRNOS = (1044, 1045, 1049, 2002, 2003, 2005, 2006, 2013)
+CONNECTION_ERRNOS = (
+    ER_DBACCESS_DENIED_ERROR,
+    ER_ACCESS_DENIED_ERROR,
+    ER_BAD_DB_ERROR,
+    CR_CONNECTION_ERROR,
+    CR_CONN_HOST_ERROR,
+    CR_UNKNOWN_HOST,
+    CR_SERVER_GONE_ERROR,
+    CR_SERVER_LOST,
+)
 
-# Server errors that mean "the migrations have not been applied here".
-_ER_NO_SUCH_TABLE = 1146
-_ER_BAD_FIELD_ERROR = 1054
-_ER_SP_DOES_NOT_EXIST = 1305
-_ER_NO_SUCH_USER = 1449  # a routine's DEFINER account does not exist (e.g. after a restore)
+# Server errors after which the whole transaction must be retried.
+CONFLICT_ERRNOS = (ER_LOCK_WAIT_TIMEOUT, ER_LOCK_DEADLOCK)
+
+# Server errors meaning "this account may not do that".
+ACCESS_DENIED_ERRNOS = (
+    ER_DBACCESS_DENIED_ERROR,
+    ER_ACCESS_DENIED_ERROR,
+    ER_TABLEACCESS_DENIED_ERROR,
+    ER_SPECIFIC_ACCESS_DENIED_ERROR,
+)
 
 
 class BatchFlagError(Exception):
@@ -93,19 +139,25 @@ class ConfigurationError(BatchFlagError):
     """Raised when no database URL (or environment) is configured, or it is malformed."""
 
 
+class MigrationRefusedError(BatchFlagError, RuntimeError):
+    """Raised when a migration refuses the database as it is (the message says what to change); nothing changed.
+
+    Also a :class:`RuntimeError`, which is what migrations raised before it had a name.
+    """
+
+
 _SCHEMA_HINT = "schema not migrated: run `batchflag upgrade` (or `alembic upgrade head`)"
 
 _BY_ERRNO: dict[int, type[BatchFlagError]] = {
     ER_INVALID_BATCH_ID: InvalidBatchIdError,
     ER_BATCH_NOT_FOUND: BatchNotFoundError,
     ER_LOCK_ROW_MISSING: SchemaNotReadyError,
-    _ER_NO_SUCH_TABLE: SchemaNotReadyError,
-    _ER_BAD_FIELD_ERROR: SchemaNotReadyError,
-    _ER_SP_DOES_NOT_EXIST: SchemaNotReadyError,
-    _ER_NO_SUCH_USER: SchemaNotReadyError,
-    ER_LOCK_WAIT_TIMEOUT: TransactionConflictError,
-    ER_LOCK_DEADLOCK: TransactionConflictError,
-    **dict.fromkeys(_CONNECTION_ERRNOS, DatabaseConnectionError),
+    ER_NO_SUCH_TABLE: SchemaNotReadyError,
+    ER_BAD_FIELD_ERROR: SchemaNotReadyError,
+    ER_SP_DOES_NOT_EXIST: SchemaNotReadyError,
+    ER_NO_SUCH_USER: SchemaNotReadyError,
+    **dict.fromkeys(CONFLICT_ERRNOS, TransactionConflictError),
+    **dict.fromkeys(CONNECTION_ERRNOS, DatabaseConnectionError),
 }
 
 
@@ -141,7 +193,7 @@ def from_driver_error(exc: BaseException) -> BatchFlagError | None:
     if errno is None:
         return None
     cls = _BY_ERRNO.get(errno, BatchFlagError)
-    if errno == _ER_NO_SUCH_USER:
+    if errno == ER_NO_SUCH_USER:
         message = (
             f"the procedures' definer account does not exist on this server ({message}): "
             "create that account (it may stay locked), or re-create the procedures as an "
@@ -150,3 +202,30 @@ def from_driver_error(exc: BaseException) -> BatchFlagError | None:
     elif cls is SchemaNotReadyError and errno != ER_LOCK_ROW_MISSING:
         message = f"{_SCHEMA_HINT} ({message})"
     return cls(message, errno=errno, sqlstate=sqlstate)
+
+
+@contextmanager
+def translated_errors(only: type[BatchFlagError] = BatchFlagError) -> Iterator[None]:
+    """Re-raise driver errors as :class:`BatchFlagError`, the driver error as ``__cause__``.
+
+    The one place a driver's exception (PyMySQL, mysqlclient, mysql-connector-python,
+    or SQLAlchemy's ``DBAPIError`` around one) becomes ours. Errors without a server
+    errno (programming errors, SQLAlchemy state errors) and a :class:`BatchFlagError`
+    pass through unchanged.
+
+    Args:
+        only: Translate only errors that become this class (e.g.
+            :class:`DatabaseConnectionError`); the others pass through unchanged.
+
+    Raises:
+        BatchFlagError: For every driver error that carries an errno (of class ``only``).
+    """
+    try:
+        yield
+    except BatchFlagError:
+        raise
+    except Exception as exc:
+        translated = from_driver_error(exc)
+        if translated is None or not isinstance(translated, only):
+            raise
+        raise translated from exc

@@ -24,16 +24,13 @@ from __future__ import annotations
 
 import logging
 import operator
-import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any, Protocol, SupportsIndex, TypeAlias, TypeVar, cast
+from typing import Any, SupportsIndex, TypeVar, cast
 
-from sqlalchemy import text
-from sqlalchemy.engine import Connection, Engine
-
+from batchflag_db._connection import Connectable, Link, connect
 from batchflag_db._retry import (
     DEFAULT_RETRY,
     ER_IN_TRANSACTION,
@@ -49,12 +46,7 @@ from batchflag_db._schema import (
     TABLE,
     UNSET_PROCEDURE,
 )
-from batchflag_db.errors import (
-    BatchFlagError,
-    DatabaseConnectionError,
-    InvalidBatchIdError,
-    from_driver_error,
-)
+from batchflag_db.errors import BatchFlagError, InvalidBatchIdError
 
 __all__ = [
     "SET_EVENT",
@@ -80,21 +72,7 @@ UNSET_EVENT = "current_batch_flag_unset"
 CURRENT_QUERY = f"SELECT id FROM {TABLE} WHERE {KEY_COLUMN} = 1"
 """The current batch, by a probe of the key column's UNIQUE index (never a scan)."""
 
-# mysql-connector-python runs a CALL with cursor.execute() and walks its result
-# sets with nextset() from 9.2 on; before, execute() refuses a CALL that returns
-# rows ("Use multi=True ...") and callproc() is the way.
-_CONNECTOR_EXECUTE_CALL = (9, 2)
-
 _T = TypeVar("_T")
-
-
-class DBAPIConnection(Protocol):
-    """The part of a PEP 249 connection the wrapper uses."""
-
-    def cursor(self) -> Any: ...
-
-
-Connectable: TypeAlias = Engine | Connection | DBAPIConnection
 
 
 @dataclass(frozen=True)
@@ -197,27 +175,6 @@ def current_from_rows(rows: Sequence[Sequence[Any]]) -> int | None:
     return int(rows[0][0]) if rows else None
 
 
-@contextmanager
-def translated_errors() -> Iterator[None]:
-    """Re-raise driver errors as :class:`BatchFlagError`, the driver error as ``__cause__``.
-
-    Errors without a server errno (programming errors, SQLAlchemy state errors)
-    pass through unchanged.
-
-    Raises:
-        BatchFlagError: For every driver error that carries an errno.
-    """
-    try:
-        yield
-    except BatchFlagError:
-        raise
-    except Exception as exc:
-        translated = from_driver_error(exc)
-        if translated is None:
-            raise
-        raise translated from exc
-
-
 # --- sync I/O ---
 
 
@@ -228,131 +185,37 @@ def _with_retry(
     state = RetryState(policy, owns, procedure, batch_id)
     while True:
         try:
-            with translated_errors():
-                result = attempt()
+            result = attempt()
         except BatchFlagError as error:
             time.sleep(state.failed(error))
             continue
         return result, state.attempt
 
 
-def _sqlalchemy_query(conn: Connection, sql: str) -> list[tuple[Any, ...]]:
-    """Rows of a plain SELECT through SQLAlchemy (a CALL goes through :func:`_dbapi_call`)."""
-    result = conn.execute(text(sql))
-    rows = [tuple(r) for r in result] if result.returns_rows else []
-    result.close()
-    return rows
-
-
-def _fetch_and_drain(cursor: Any) -> list[tuple[Any, ...]]:
-    rows = [tuple(r) for r in cursor.fetchall()] if cursor.description else []
-    # CALL returns an extra (empty) result; drain it or the connection breaks.
-    while cursor.nextset():
-        if cursor.description:
-            cursor.fetchall()
-    return rows
-
-
-def _is_old_connector(conn: object) -> bool:
-    if not type(conn).__module__.startswith("mysql.connector"):
+def _owns_transaction(link: Link) -> bool:
+    """Tell whether a CALL on ``link`` runs in its own transaction (then it may be retried)."""
+    if link.checked_out:
+        return True  # checked out of the caller's Engine in AUTOCOMMIT for this call
+    owns = owns_transaction(link.driver)
+    if owns is not None:
+        return owns
+    # The driver does not say: ask the server.
+    if not link.run("SELECT @@autocommit").rows[0][0]:
         return False
-    module = sys.modules.get("mysql.connector")
-    version = getattr(module, "__version_info__", None) or (0,)
-    return tuple(version[:2]) < _CONNECTOR_EXECUTE_CALL
-
-
-def _dbapi_call(conn: DBAPIConnection, procedure: str, batch_id: int) -> list[tuple[Any, ...]]:
-    cursor = conn.cursor()
     try:
-        if _is_old_connector(conn):
-            cursor.callproc(procedure, (batch_id,))
-            rows: list[tuple[Any, ...]] = []
-            for result in cursor.stored_results():
-                fetched = [tuple(r) for r in result.fetchall()]
-                rows = rows or fetched
-            return rows
-        # The id is a validated int, rendered as a literal: no paramstyle to guess.
-        cursor.execute(f"CALL {procedure}({batch_id})")
-        return _fetch_and_drain(cursor)
-    finally:
-        cursor.close()
-
-
-def _dbapi_query(conn: DBAPIConnection, sql: str) -> list[tuple[Any, ...]]:
-    cursor = conn.cursor()
-    try:
-        cursor.execute(sql)
-        return _fetch_and_drain(cursor)
-    finally:
-        cursor.close()
-
-
-def _probe_owns_transaction(conn: DBAPIConnection) -> bool:
-    """Ask the server whether a CALL on ``conn`` would run in its own transaction."""
-    if not _dbapi_query(conn, "SELECT @@autocommit")[0][0]:
-        return False
-    cursor = conn.cursor()
-    try:
-        cursor.execute(IN_TRANSACTION_PROBE)
-    except Exception as exc:
-        translated = from_driver_error(exc)
-        if translated is not None and translated.errno == ER_IN_TRANSACTION:
+        link.run(IN_TRANSACTION_PROBE)
+    except BatchFlagError as error:
+        if error.errno == ER_IN_TRANSACTION:
             return False
         raise
-    finally:
-        cursor.close()
     return True
 
 
-def _dbapi_owns_transaction(dbapi_conn: DBAPIConnection, driver_conn: object) -> bool:
-    owns = owns_transaction(driver_conn)
-    return _probe_owns_transaction(dbapi_conn) if owns is None else owns
-
-
-def _dbapi_of(conn: Connection) -> DBAPIConnection:
-    """The DB-API connection under a SQLAlchemy Connection.
-
-    The CALL runs on its cursor, SQLAlchemy's documented route for procedures
-    with several result sets: SQLAlchemy reads only the first and closes the
-    cursor, and mysql-connector-python does not drain the rest on close, so the
-    next statement on that connection would read the leftover result.
-    """
-    raw = conn.connection.dbapi_connection
-    if raw is None:  # pragma: no cover - SQLAlchemy raises before this on an invalidated connection
-        raise BatchFlagError("the SQLAlchemy connection has no DB-API connection: open a new one")
-    return cast(DBAPIConnection, raw)
-
-
 def _call(conn: Connectable, procedure: str, batch_id: int, policy: RetryPolicy) -> Flip:
-    if isinstance(conn, Engine):
-        with translated_errors(), conn.connect() as checked_out:
-            session = checked_out.execution_options(isolation_level="AUTOCOMMIT")
-            raw = _dbapi_of(session)
-            try:
-                rows, attempts = _with_retry(
-                    lambda: _dbapi_call(raw, procedure, batch_id), True, procedure, batch_id, policy
-                )
-            except DatabaseConnectionError:
-                # The connection is gone (the CALL ran outside SQLAlchemy's execute, which
-                # would have noticed): keep the pool from handing it out or resetting it.
-                session.invalidate()
-                raise
-    elif isinstance(conn, Connection):
-        with translated_errors():
-            if not conn.in_transaction():
-                # What executing through SQLAlchemy would do (autobegin), so that the
-                # caller's commit() / rollback() / close() applies to the flip.
-                conn.begin()
-            raw = _dbapi_of(conn)
-            owns = _dbapi_owns_transaction(raw, conn.connection.driver_connection)
+    with connect(conn) as link:
+        owns = _owns_transaction(link)
         rows, attempts = _with_retry(
-            lambda: _dbapi_call(raw, procedure, batch_id), owns, procedure, batch_id, policy
-        )
-    else:
-        with translated_errors():
-            owns = _dbapi_owns_transaction(conn, conn)
-        rows, attempts = _with_retry(
-            lambda: _dbapi_call(conn, procedure, batch_id), owns, procedure, batch_id, policy
+            lambda: link.call(procedure, batch_id), owns, procedure, batch_id, policy
         )
     return flip_from_rows(procedure, batch_id, rows, attempts)
 
@@ -420,15 +283,8 @@ def get_current_batch(conn: Connectable) -> int | None:
         DatabaseConnectionError: The server cannot be reached or refuses the login.
         BatchFlagError: Any other server error.
     """
-    with translated_errors():
-        if isinstance(conn, Engine):
-            with conn.connect() as raw:
-                session = raw.execution_options(isolation_level="AUTOCOMMIT")
-                rows = _sqlalchemy_query(session, CURRENT_QUERY)
-        elif isinstance(conn, Connection):
-            rows = _sqlalchemy_query(conn, CURRENT_QUERY)
-        else:
-            rows = _dbapi_query(conn, CURRENT_QUERY)
+    with connect(conn) as link:
+        rows = link.run(CURRENT_QUERY).rows
     return current_from_rows(rows)
 
 

@@ -23,19 +23,17 @@ accounts, and never sets passwords.
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
-from typing import Any
 
-from sqlalchemy import text
-from sqlalchemy.engine import Connection, Engine
-
+from batchflag_db._connection import Connectable, connect
 from batchflag_db._schema import FLAG_COLUMN, KEY_COLUMN, ROUTINES, TABLE
 from batchflag_db.errors import (
+    ACCESS_DENIED_ERRNOS,
+    ER_CANT_CREATE_USER_WITH_GRANT,
+    ER_NONEXISTING_GRANT,
     BatchFlagError,
     ConfigurationError,
     SchemaNotReadyError,
     driver_error_details,
-    from_driver_error,
 )
 
 __all__ = [
@@ -58,10 +56,8 @@ _ACCOUNT = re.compile(
 )
 _MAX_IDENTIFIER = 64
 
-# Server errors grant() explains in its own words.
-_ER_NONEXISTING_GRANT = 1133  # MariaDB: GRANT to an account that does not exist
-_ER_CANT_CREATE_USER_WITH_GRANT = 1410  # MySQL 8: the same
-_ER_ACCESS_DENIED = (1044, 1045, 1142, 1227)
+# Server errors grant() explains in its own words: the account does not exist.
+_NO_SUCH_ACCOUNT = (ER_NONEXISTING_GRANT, ER_CANT_CREATE_USER_WITH_GRANT)
 
 
 class InvalidAccountError(BatchFlagError, ValueError):
@@ -143,55 +139,34 @@ def grant_statements(account: str, database: str) -> list[str]:
     return statements
 
 
-def _run_statements(conn: Any, statements: Sequence[str]) -> None:
-    """Run statements on the driver's own cursor, with no parameters.
-
-    No parameters means the driver does no ``%`` formatting, so a host such as
-    ``'%'`` reaches the server as written, whatever the driver's paramstyle.
-    """
-    if isinstance(conn, Engine):
-        raw = conn.raw_connection()
-        try:
-            _run_statements(raw.dbapi_connection, statements)
-        finally:
-            raw.close()
-        return
-    if isinstance(conn, Connection):
-        _run_statements(conn.connection.dbapi_connection, statements)
-        return
-    cursor = conn.cursor()
-    try:
-        for statement in statements:
-            cursor.execute(statement)
-    finally:
-        cursor.close()
-
-
-def _explain(exc: Exception, account: str, database: str) -> BatchFlagError | None:
-    errno, sqlstate, message = driver_error_details(exc)
-    if errno in (_ER_NONEXISTING_GRANT, _ER_CANT_CREATE_USER_WITH_GRANT):
+def _explain(error: BatchFlagError, account: str, database: str) -> BatchFlagError | None:
+    """Say in grant()'s own words what a server error means, or None to leave it as it is."""
+    _, _, message = driver_error_details(error.__cause__ or error)
+    if error.errno in _NO_SUCH_ACCOUNT:
         return BatchFlagError(
             f"account {account} does not exist: create it first "
             f"(CREATE USER {account} IDENTIFIED BY '...'), then grant again ({message})",
-            errno=errno,
-            sqlstate=sqlstate,
+            errno=error.errno,
+            sqlstate=error.sqlstate,
         )
-    if errno in _ER_ACCESS_DENIED:
+    if error.errno in ACCESS_DENIED_ERRNOS:
         return BatchFlagError(
             f"this connection's account may not grant on {database}: connect as an "
             f"account holding these privileges WITH GRANT OPTION ({message})",
-            errno=errno,
-            sqlstate=sqlstate,
+            errno=error.errno,
+            sqlstate=error.sqlstate,
         )
-    return from_driver_error(exc)
+    return None
 
 
-def grant(conn: Any, account: str, database: str) -> None:
+def grant(conn: Connectable, account: str, database: str) -> None:
     """Run :func:`grant_statements` on ``conn``.
 
     ``conn`` is a SQLAlchemy Engine or Connection, or a PEP 249 connection, of an
     account allowed to grant (it holds the privileges WITH GRANT OPTION). GRANT
-    commits implicitly; granting again is harmless.
+    commits implicitly; granting again is harmless. The statements go to the
+    server verbatim, without parameters, so a host such as ``'%'`` reaches it as
+    written, whatever the driver's paramstyle.
 
     Raises:
         InvalidAccountError: ``account`` is not a valid account.
@@ -202,17 +177,17 @@ def grant(conn: Any, account: str, database: str) -> None:
     """
     statements = grant_statements(account, database)
     try:
-        _run_statements(conn, statements)
-    except BatchFlagError:
-        raise
-    except Exception as exc:
-        translated = _explain(exc, quote_account(account), database)
-        if translated is None:
+        with connect(conn) as link:
+            for statement in statements:
+                link.run(statement)
+    except BatchFlagError as error:
+        explained = _explain(error, quote_account(account), database)
+        if explained is None:
             raise
-        raise translated from exc
+        raise explained from error.__cause__
 
 
-def column_write_statements(conn: Engine | Connection, account: str, database: str) -> list[str]:
+def column_write_statements(conn: Connectable, account: str, database: str) -> list[str]:
     """Return GRANTs of INSERT and UPDATE on every column of batchStatus but the flag.
 
     For an application that creates batches and updates their other columns:
@@ -228,17 +203,14 @@ def column_write_statements(conn: Engine | Connection, account: str, database: s
     """
     who = quote_account(account)
     db = quote_identifier(database)
-    query = text(
+    query = (
         "SELECT COLUMN_NAME FROM information_schema.COLUMNS "
         "WHERE TABLE_SCHEMA = :db AND TABLE_NAME = :table "
         # Generated columns cannot be written at all; NULL on MariaDB, '' on MySQL.
         "AND COALESCE(GENERATION_EXPRESSION, '') = '' ORDER BY ORDINAL_POSITION"
     )
-    if isinstance(conn, Engine):
-        with conn.connect() as c:
-            names = [str(r[0]) for r in c.execute(query, {"db": database, "table": TABLE})]
-    else:
-        names = [str(r[0]) for r in conn.execute(query, {"db": database, "table": TABLE})]
+    with connect(conn, isolation_level=None) as link:
+        names = [str(r[0]) for r in link.query(query, db=database, table=TABLE).rows]
     if not names:
         raise SchemaNotReadyError(
             f"table {TABLE} not found in database {database}: run `batchflag upgrade` first"

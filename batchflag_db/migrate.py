@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import contextlib
 import logging
-from collections.abc import Iterator
 from typing import Any
 
 from alembic import command
@@ -13,12 +11,11 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import create_engine, pool
 from sqlalchemy.engine import URL
-from sqlalchemy.exc import DBAPIError
 
 from batchflag_db._resources import data_root
 from batchflag_db._schema import VERSION_TABLE
 from batchflag_db.config import normalize_url
-from batchflag_db.errors import DatabaseConnectionError, from_driver_error
+from batchflag_db.errors import DatabaseConnectionError, translated_errors
 
 __all__ = ["alembic_config", "current_revision", "downgrade", "head_revision", "upgrade"]
 
@@ -42,18 +39,6 @@ def alembic_config(url: str | URL | None = None, **attributes: Any) -> Config:
     return config
 
 
-@contextlib.contextmanager
-def _connection_errors() -> Iterator[None]:
-    """Turn a driver's connection/login error into DatabaseConnectionError (others pass)."""
-    try:
-        yield
-    except DBAPIError as exc:
-        translated = from_driver_error(exc)
-        if isinstance(translated, DatabaseConnectionError):
-            raise translated from exc
-        raise
-
-
 def upgrade(url: str | URL, revision: str = "head", *, keep_current: int | None = None) -> None:
     """Upgrade the database at ``url`` to ``revision``.
 
@@ -66,10 +51,11 @@ def upgrade(url: str | URL, revision: str = "head", *, keep_current: int | None 
     Raises:
         ConfigurationError: The URL is malformed or not a MySQL/MariaDB URL.
         DatabaseConnectionError: The server cannot be reached or refuses the login.
-        RuntimeError: A revision refused the data as it is (the message says why); nothing changed.
+        MigrationRefusedError: A revision refused the data as it is (the message says why);
+            nothing changed.
     """
     config = alembic_config(url, keep_current=keep_current)
-    with _connection_errors():
+    with translated_errors(only=DatabaseConnectionError):
         command.upgrade(config, revision)
 
 
@@ -81,7 +67,7 @@ def downgrade(url: str | URL, revision: str) -> None:
         DatabaseConnectionError: The server cannot be reached or refuses the login.
     """
     config = alembic_config(url)
-    with _connection_errors():
+    with translated_errors(only=DatabaseConnectionError):
         command.downgrade(config, revision)
 
 

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
+import importlib
 import json
 import os
 import shutil
 import subprocess
-import sys
 from collections.abc import Mapping
 
 import click
@@ -533,12 +533,6 @@ class TestGrant:
         result = run(["grant", "no-host-part", "--sql", "--database", "cofi"])
         assert_one_line_error(result, 1, "invalid account")
 
-    def test_missing_grants_module(self, monkeypatch: pytest.MonkeyPatch) -> None:
-        """Without batchflag_db.grants the command says what is missing (exit 1)."""
-        monkeypatch.setitem(sys.modules, "batchflag_db.grants", None)
-        result = run(["grant", "app@%", "--sql", "--database", "cofi"])
-        assert_one_line_error(result, 1, "batchflag_db.grants")
-
 
 @pytest.mark.slow
 class TestDemo:
@@ -656,32 +650,58 @@ class TestConsoleScript:
 
 
 class TestExtensionHelpers:
-    def test_helpers_are_importable(self) -> None:
+    @pytest.mark.parametrize(
+        ("module_name", "names"),
+        [
+            (
+                "batchflag_db.cli.helpers",
+                (
+                    "get_settings",
+                    "resolve_database_url",
+                    "open_engine",
+                    "command_prefix",
+                    "echo_json",
+                    "echo_table",
+                    "BATCH_ID",
+                ),
+            ),
+            ("batchflag_db.cli.group", ("describe_error", "fail")),
+            ("batchflag_db.config", ("describe_url",)),
+            ("batchflag_db.status", ("read_status", "status_lines")),
+        ],
+    )
+    def test_helpers_are_importable(self, module_name: str, names: tuple[str, ...]) -> None:
         """The helpers other command modules reuse exist under their documented names."""
-        from batchflag_db import cli as module  # noqa: PLC0415
-
-        for name in (
-            "get_settings",
-            "resolve_database_url",
-            "open_engine",
-            "describe_url",
-            "command_prefix",
-            "describe_error",
-            "fail",
-            "echo_json",
-            "echo_table",
-            "read_status",
-            "status_lines",
-            "BATCH_ID",
-        ):
+        module = importlib.import_module(module_name)
+        for name in names:
             assert name in module.__all__
             assert callable(getattr(module, name)) or isinstance(
                 getattr(module, name), click.ParamType
             )
 
+    def test_a_refused_migration_is_a_message_a_runtime_error_is_not(self) -> None:
+        """A migration's refusal is shown as written; any other RuntimeError is unexpected."""
+        from batchflag_db.cli.group import describe_error  # noqa: PLC0415
+        from batchflag_db.errors import MigrationRefusedError  # noqa: PLC0415
+
+        assert describe_error(MigrationRefusedError("convert it first")) == ("convert it first", 1)
+        message, code = describe_error(RuntimeError("boom"))
+        assert code == 1
+        assert message.startswith("unexpected RuntimeError: boom")
+        assert "BATCHFLAG_TRACEBACK=1" in message
+
+    def test_the_package_exposes_the_group_and_the_entry_point(self) -> None:
+        """`batchflag_db.cli:cli` is the group (docs) and `batchflag_db.cli:main` the script."""
+        from batchflag_db import cli as package  # noqa: PLC0415
+
+        assert package.__all__ == ["cli", "main"]
+        assert isinstance(package.cli, click.Group)
+        assert callable(package.main)
+        assert {"upgrade", "set-current", "doctor", "watch", "demo"} <= set(package.cli.commands)
+
     def test_an_added_command_gets_the_error_handling(self, db_url: URL) -> None:
         """A command added to the group turns a server error into one line, like the built-ins."""
-        from batchflag_db.cli import open_engine  # noqa: PLC0415
+        from batchflag_db.cli.helpers import open_engine  # noqa: PLC0415
 
         @cli.command("probe-for-test", hidden=True)
         def probe() -> None:

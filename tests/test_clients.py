@@ -32,6 +32,10 @@ from batchflag_db import (
     set_current_batch,
     unset_current_batch,
 )
+from batchflag_db.dashboard import history, resolve_dashboard_batch, take_snapshot
+from batchflag_db.doctor import diagnose
+from batchflag_db.grants import column_write_statements, grant
+from batchflag_db.status import read_status
 from tests.conftest import client_args, current_rows
 
 
@@ -306,6 +310,81 @@ class TestDBAPIWithTheWrapper:
         with current_batch(conn, a):
             assert current_rows(connect_db()) == [a]
         assert current_rows(connect_db()) == []
+
+
+class TestEveryFunctionTakesEveryConnection:
+    """The public functions beyond the flips accept each driver's PEP 249 connection too."""
+
+    @pytest.mark.parametrize("autocommit", [True, False])
+    def test_doctor(self, driver: Driver, opened, autocommit: bool) -> None:
+        """diagnose() checks the database through the connection, healthy at head."""
+        report = diagnose(opened(driver, autocommit))
+        assert report.healthy, report.lines()
+        assert report.revision == report.head
+
+    def test_doctor_finds_a_problem(self, driver: Driver, opened, connect_db) -> None:
+        """Through a PEP 249 connection doctor still sees a dropped index, with its fix."""
+        with connect_db(autocommit=True).cursor() as cur:
+            cur.execute("ALTER TABLE batchStatus DROP INDEX uq_batchStatus_currentBatchKey")
+        report = diagnose(opened(driver, True))
+        assert [f.check for f in report.problems] == ["index"]
+        assert report.problems[0].fix == "batchflag downgrade 0001 && batchflag upgrade"
+
+    def test_doctor_leaves_the_callers_transaction_alone(
+        self, driver: Driver, opened, add_batches, connect_db
+    ) -> None:
+        """Doctor neither commits nor rolls back: the caller's pending flip stays pending."""
+        (a,) = add_batches(1)
+        conn = opened(driver, False)
+        set_current_batch(conn, a)
+        assert diagnose(conn).healthy
+        assert current_rows(connect_db()) == []  # not committed by doctor
+        assert get_current_batch(conn) == a  # not rolled back by doctor
+        conn.commit()
+        assert current_rows(connect_db()) == [a]
+
+    def test_grants(self, driver: Driver, opened, connect_db, migrated_url: URL) -> None:
+        """grant() and column_write_statements() work on the connection; '%' reaches the server."""
+        user = f"bf_any_{driver.name.replace('-', '_')}"
+        root = connect_db(autocommit=True)
+        with root.cursor() as cur:
+            cur.execute(f"CREATE USER '{user}'@'%' IDENTIFIED BY 'pw-any'")
+        try:
+            conn = opened(driver, True)
+            grant(conn, f"{user}@%", str(migrated_url.database))
+            with root.cursor() as cur:
+                cur.execute(f"SHOW GRANTS FOR '{user}'@'%'")
+                shown = " ".join(str(r[0]) for r in cur.fetchall())
+            assert "GRANT SELECT ON `" in shown
+            assert "`set_current_batch`" in shown
+            statements = column_write_statements(conn, f"{user}@%", str(migrated_url.database))
+            assert len(statements) == 2
+            assert "`batchNumber`" in statements[0]
+            assert "`currentBatch`" not in statements[0]
+        finally:
+            with root.cursor() as cur:
+                cur.execute(f"DROP USER IF EXISTS '{user}'@'%'")
+
+    def test_dashboard_and_status(self, driver: Driver, opened, add_batches) -> None:
+        """Resolution, history, the watch snapshot and the status view read through it."""
+        a, b = add_batches(2)
+        conn = opened(driver, True)
+        set_current_batch(conn, a)
+        resolution = resolve_dashboard_batch(conn)
+        assert resolution is not None
+        assert (resolution.batch_id, resolution.reason) == (a, "current_flag")
+        requested = resolve_dashboard_batch(conn, b)
+        assert requested is not None
+        assert (requested.batch_id, requested.reason) == (b, "requested")
+        assert [e.batch_id for e in history(conn, 5)] == [a]
+        snapshot = take_snapshot(conn, 5)
+        assert snapshot.current is not None
+        assert snapshot.current.id == a
+        view = read_status(conn, limit=5)
+        assert view["current_batch"]["id"] == a
+        assert [row["id"] for row in view["batches"]] == [b, a]
+        # every result set was drained: the connection is still in step
+        assert get_current_batch(conn) == a
 
 
 SYNC_DIALECTS = ["pymysql", "mysqldb", "mysqlconnector"]

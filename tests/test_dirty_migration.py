@@ -17,6 +17,7 @@ import pytest
 from sqlalchemy.engine import URL
 
 from batchflag_db import get_current_batch, migrate, set_current_batch, unset_current_batch
+from batchflag_db.errors import MigrationRefusedError
 from batchflag_db.migrate import current_revision, head_revision
 from tests.conftest import check_table, connect
 
@@ -143,7 +144,9 @@ class TestSeveralCurrentRows:
         """keep_current naming a row that is not current fails before any change; a retry works."""
         ids = make_table(db_url, [1, 0, 1])
         before = table(db_url)
-        with pytest.raises(RuntimeError, match=f"batch {ids[1]} is not one of the current"):
+        with pytest.raises(
+            MigrationRefusedError, match=f"batch {ids[1]} is not one of the current"
+        ):
             migrate.upgrade(db_url, keep_current=ids[1])
         assert table(db_url) == before
         assert current_revision(db_url) == "0001"

@@ -7,12 +7,16 @@ doctor is satisfied again, so the printed fixes are proven, not just printed.
 
 from __future__ import annotations
 
+import io
 import json
 import re
 import shlex
 import uuid
+from collections.abc import Iterator
 
 import pytest
+from alembic import command as alembic_command
+from alembic.script import Script, ScriptDirectory
 from click.testing import CliRunner, Result
 from sqlalchemy import create_engine, pool
 from sqlalchemy.engine import URL
@@ -20,7 +24,14 @@ from sqlalchemy.engine import URL
 from batchflag_db import migrate
 from batchflag_db._ddl import strip_sql_comments
 from batchflag_db._resources import read_sql
-from batchflag_db._schema import CURRENT_ROUTINE_FILES, SET_PROCEDURE
+from batchflag_db._schema import (
+    CURRENT_ROUTINE_FILES,
+    KEY_COLUMN,
+    KEY_INDEX,
+    LOCK_TABLE,
+    SET_PROCEDURE,
+    TABLE,
+)
 from batchflag_db.cli import cli
 from batchflag_db.doctor import diagnose, routine_body
 from tests.conftest import connect, current_rows
@@ -271,7 +282,7 @@ class TestCatchesBrokenDatabases:
 
 class TestLimitedAccount:
     @pytest.fixture
-    def monitor_url(self, migrated_url: URL) -> URL:
+    def monitor_url(self, migrated_url: URL) -> Iterator[URL]:
         """An account with SELECT and EXECUTE on the database only (no mysql.user, no bodies)."""
         user = f"mon_{uuid.uuid4().hex[:8]}"
         database = migrated_url.database
@@ -335,3 +346,49 @@ class TestBodyComparison:
             assert diagnose(engine).healthy
         finally:
             engine.dispose()
+
+
+class TestWhatRevisionsCreate:
+    """Doctor learns from each revision's ``creates`` which revision re-creates what."""
+
+    @staticmethod
+    def scripts() -> list[Script]:
+        directory = ScriptDirectory.from_config(migrate.alembic_config())
+        return list(reversed(list(directory.walk_revisions())))
+
+    @staticmethod
+    def offline_upgrade(script: Script) -> str:
+        config = migrate.alembic_config()
+        config.output_buffer = io.StringIO()
+        down = script.down_revision
+        alembic_command.upgrade(
+            config, f"{down}:{script.revision}" if down else script.revision, sql=True
+        )
+        return config.output_buffer.getvalue()
+
+    def test_every_revision_declares_what_it_creates(self) -> None:
+        """Each revision has a non-empty ``creates`` tuple of names and routine files."""
+        for script in self.scripts():
+            creates = script.module.creates
+            assert isinstance(creates, tuple), script.revision
+            assert creates, script.revision
+            assert all(isinstance(name, str) and name for name in creates), script.revision
+
+    def test_each_declared_name_is_in_the_revisions_upgrade(self) -> None:
+        """A name a revision declares appears in its upgrade script; a routine file's body too."""
+        for script in self.scripts():
+            upgrade_sql = self.offline_upgrade(script)
+            for name in script.module.creates:
+                if name.endswith(".sql"):
+                    assert strip_sql_comments(read_sql(name)) in upgrade_sql, (
+                        script.revision,
+                        name,
+                    )
+                else:
+                    assert f"`{name}`" in upgrade_sql, (script.revision, name)
+
+    def test_head_routine_files_and_schema_objects_are_declared(self) -> None:
+        """What doctor looks up (head routine files, index, lock table) is declared somewhere."""
+        declared = {name for script in self.scripts() for name in script.module.creates}
+        assert set(CURRENT_ROUTINE_FILES.values()) <= declared
+        assert {KEY_INDEX, LOCK_TABLE, KEY_COLUMN, TABLE} <= declared

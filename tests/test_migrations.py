@@ -6,13 +6,16 @@ import logging
 import os
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pymysql
 import pytest
 from sqlalchemy.engine import URL
 
 from batchflag_db import migrate
+from batchflag_db.errors import MigrationRefusedError
 from tests.conftest import connect, current_rows
 
 REPO = Path(__file__).resolve().parent.parent
@@ -30,7 +33,7 @@ CREATE TABLE batchStatus (
 """
 
 
-def snapshot(conn: pymysql.Connection) -> list[tuple]:
+def snapshot(conn: pymysql.Connection) -> list[tuple[Any, ...]]:
     """Every row's id, date, number, status and flag, in id order."""
     with conn.cursor() as cur:
         cur.execute(
@@ -77,7 +80,7 @@ def seed_table(url: URL, rows: list[tuple[str, int, str, int]]) -> pymysql.Conne
 
 
 def alembic_cli(
-    url: URL, *args: str, env: dict[str, str] | None = None
+    url: URL | None, *args: str, env: dict[str, str] | None = None
 ) -> subprocess.CompletedProcess[str]:
     """Run the real `alembic` command from the repository root."""
     environ = {k: v for k, v in os.environ.items() if not k.startswith("BATCHFLAG_")}
@@ -159,7 +162,7 @@ class TestAdoptingTheUsersTable:
         """keep_current naming a batch that is not current fails before any DDL, changing nothing."""
         conn = seed_table(db_url, THREE_CURRENT)
         before = snapshot(conn)
-        with pytest.raises(RuntimeError, match="not one of the current batches"):
+        with pytest.raises(MigrationRefusedError, match="not one of the current batches"):
             migrate.upgrade(db_url, keep_current=2)
         assert snapshot(conn) == before
         assert "currentBatchKey" not in objects(conn)["columns"]
@@ -190,7 +193,7 @@ class TestAdoptingTheUsersTable:
         conn = connect(db_url, autocommit=True)
         with conn.cursor() as cur:
             cur.execute(SEED_TABLE.replace("InnoDB", "MyISAM"))
-        with pytest.raises(RuntimeError, match="ENGINE=InnoDB"):
+        with pytest.raises(MigrationRefusedError, match="ENGINE=InnoDB"):
             migrate.upgrade(db_url)
         assert objects(conn)["columns"] == {
             "id",
@@ -218,7 +221,7 @@ class TestRoundTrips:
         assert current_rows(conn) == [2]
 
     def test_created_table_with_rows_survives_downgrade(
-        self, migrated_url: URL, add_batches
+        self, migrated_url: URL, add_batches: Callable[[int], list[int]]
     ) -> None:
         """A table the baseline created is kept on downgrade once it holds rows."""
         ids = add_batches(3)

@@ -24,6 +24,7 @@ from batchflag_db import (
 from batchflag_db._schema import CURRENT_ROUTINE_FILES, RESOLUTION_REASONS, RESOLVE_PROCEDURE
 from batchflag_db.cli import cli
 from batchflag_db.dashboard import Resolution, resolve_dashboard_batch
+from batchflag_db.errors import MigrationRefusedError
 from batchflag_db.testing.explain import explain
 from tests.conftest import connect
 
@@ -425,7 +426,7 @@ class TestMigration:
                 "CREATE TABLE batchStatus (id INT AUTO_INCREMENT PRIMARY KEY, "
                 "currentBatch TINYINT(1) NOT NULL DEFAULT 0) ENGINE=InnoDB"
             )
-        with pytest.raises(RuntimeError, match="no column `batchStatus`"):
+        with pytest.raises(MigrationRefusedError, match="no column `batchStatus`"):
             migrate.upgrade(db_url)
         assert migrate.current_revision(db_url) == "0003"
         with conn.cursor() as cur:

@@ -19,6 +19,7 @@ from pathlib import Path
 
 from sqlalchemy.engine import URL
 
+from batchflag_db.errors import BatchFlagError
 from batchflag_db.testing.debian_root import RootNotAvailableError, ensure_root
 from batchflag_db.testing.kinds import ServerKind
 
@@ -34,7 +35,7 @@ _SEARCH_DIRS = ("/usr/sbin", "/usr/libexec", "/usr/local/sbin", "/usr/local/mysq
 _VERSION = re.compile(r"Ver\s+(\S+)")
 
 
-class ServerNotAvailableError(RuntimeError):
+class ServerNotAvailableError(BatchFlagError, RuntimeError):
     """Raised when no server binaries of the asked-for kind are found, or the server will not start."""
 
 

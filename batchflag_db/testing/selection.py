@@ -101,7 +101,7 @@ def _docker_answers(environ: dict[str, str]) -> str | None:
     try:
         if host.startswith("unix://"):
             sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-            address: object = host.removeprefix("unix://")
+            address: str | tuple[str, int] = host.removeprefix("unix://")
         elif host.startswith("tcp://"):
             name, _, port = host.removeprefix("tcp://").partition(":")
             sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)

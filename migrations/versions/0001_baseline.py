@@ -15,11 +15,17 @@ from __future__ import annotations
 import logging
 
 from batchflag_db import _ddl
+from batchflag_db.errors import MigrationRefusedError
 
 revision = "0001"
 down_revision = None
 branch_labels = None
 depends_on = None
+
+# What this revision's upgrade creates: object names and the routine files it
+# installs. `batchflag doctor` reads it (through Alembic's ScriptDirectory) to name
+# the revision that re-creates a missing or damaged object.
+creates = ("batchStatus", "currentBatch")
 
 log = logging.getLogger("batchflag_db.migrations")
 
@@ -76,7 +82,7 @@ def upgrade() -> None:
         log.info("created table batchStatus")
         return
     if engine.upper() != "INNODB":
-        raise RuntimeError(
+        raise MigrationRefusedError(
             f"batchStatus uses the {engine} engine; batchflag-db needs InnoDB for atomic "
             "flips: convert it first with ALTER TABLE batchStatus ENGINE=InnoDB"
         )

@@ -21,12 +21,17 @@ import logging
 from alembic import context
 
 from batchflag_db import _ddl
-from batchflag_db.errors import driver_error_details
+from batchflag_db.errors import ER_DUP_ENTRY, MigrationRefusedError, driver_error_details
 
 revision = "0002"
 down_revision = "0001"
 branch_labels = None
 depends_on = None
+
+# What this revision's upgrade creates: object names and the routine files it
+# installs. `batchflag doctor` reads it (through Alembic's ScriptDirectory) to name
+# the revision that re-creates a missing or damaged object.
+creates = ("currentBatchKey", "uq_batchStatus_currentBatchKey")
 
 log = logging.getLogger("batchflag_db.migrations")
 
@@ -35,7 +40,6 @@ _ADD_COLUMN = (
     "GENERATED ALWAYS AS (IF(`currentBatch` <> 0, 1, NULL)) VIRTUAL"
 )
 _ADD_INDEX = "ALTER TABLE `batchStatus` ADD UNIQUE INDEX `uq_batchStatus_currentBatchKey` (`currentBatchKey`)"
-_ER_DUP_ENTRY = 1062
 _INDEX_ATTEMPTS = 3
 
 
@@ -48,7 +52,7 @@ def _keep_current() -> int | None:
     try:
         value = int(str(raw))
     except ValueError:
-        raise RuntimeError(f"keep_current={raw!r} is not a batch id") from None
+        raise MigrationRefusedError(f"keep_current={raw!r} is not a batch id") from None
     return value
 
 
@@ -62,7 +66,7 @@ def _clear_extra_current_rows(keep: int | None) -> None:
     ]
     ids = [row_id for row_id, _ in current]
     if keep is not None and len(ids) > 1 and keep not in ids:
-        raise RuntimeError(
+        raise MigrationRefusedError(
             f"keep_current={keep}: batch {keep} is not one of the current batches {ids}; "
             "name one of them"
         )
@@ -130,7 +134,7 @@ def upgrade() -> None:
             _ddl.alter_online(_ADD_INDEX, "ALGORITHM=INPLACE, LOCK=NONE")
         except Exception as exc:
             errno, _, _ = driver_error_details(exc)
-            if errno != _ER_DUP_ENTRY or attempt == _INDEX_ATTEMPTS:
+            if errno != ER_DUP_ENTRY or attempt == _INDEX_ATTEMPTS:
                 raise
             log.warning("a second current batch appeared during the index build; retrying")
             _clear_extra_current_rows(keep)

@@ -18,6 +18,15 @@ down_revision = "0002"
 branch_labels = None
 depends_on = None
 
+# What this revision's upgrade creates: object names and the routine files it
+# installs. `batchflag doctor` reads it (through Alembic's ScriptDirectory) to name
+# the revision that re-creates a missing or damaged object.
+creates = (
+    "currentBatchLock",
+    "procedures/set_current_batch/v1.sql",
+    "procedures/unset_current_batch/v1.sql",
+)
+
 _CREATE_LOCK_TABLE = """
 CREATE TABLE IF NOT EXISTS `currentBatchLock` (
     `id` TINYINT NOT NULL,

@@ -26,11 +26,23 @@ from __future__ import annotations
 import logging
 
 from batchflag_db import _ddl
+from batchflag_db.errors import MigrationRefusedError
 
 revision = "0004"
 down_revision = "0003"
 branch_labels = None
 depends_on = None
+
+# What this revision's upgrade creates: object names and the routine files it
+# installs. `batchflag doctor` reads it (through Alembic's ScriptDirectory) to name
+# the revision that re-creates a missing or damaged object.
+creates = (
+    "currentBatchHistory",
+    "ix_batchStatus_batchStatus_id",
+    "procedures/set_current_batch/v2.sql",
+    "procedures/unset_current_batch/v2.sql",
+    "procedures/resolve_dashboard_batch/v1.sql",
+)
 
 log = logging.getLogger("batchflag_db.migrations")
 
@@ -86,7 +98,7 @@ def _history_rows() -> int | None:
 def upgrade() -> None:
     if not _ddl.is_offline() and not _status_column_exists():
         # Checked before any DDL, so a refused upgrade leaves the database at 0003.
-        raise RuntimeError(
+        raise MigrationRefusedError(
             "batchStatus has no column `batchStatus`, which dashboard resolution reads "
             "('InProgress', 'Completed', ...): add it, e.g. ALTER TABLE batchStatus ADD COLUMN "
             "batchStatus VARCHAR(32) NOT NULL DEFAULT 'Pending', or stay at revision 0003"

@@ -1,0 +1,89 @@
+"""The health commands: ``status``, ``doctor`` and ``grant``."""
+
+from __future__ import annotations
+
+import click
+
+from batchflag_db import grants
+from batchflag_db._schema import TABLE
+from batchflag_db.cli.group import EXIT_UNHEALTHY
+from batchflag_db.cli.helpers import command_prefix, echo_json, open_engine, resolve_database_url
+from batchflag_db.config import describe_url
+from batchflag_db.doctor import diagnose
+from batchflag_db.status import read_status, status_lines
+
+__all__ = ["doctor", "grant", "status"]
+
+
+@click.command(short_help="Show the current batch and the latest batches.")
+@click.option(
+    "--limit",
+    "-n",
+    type=click.IntRange(min=1, max=10_000),
+    default=10,
+    show_default=True,
+    help="How many of the latest batches to show.",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def status(limit: int, as_json: bool) -> None:
+    """Show the current batch and the latest batches (id, batchDate, batchNumber, ...)."""
+    with open_engine() as engine:
+        view = read_status(engine, limit)
+    if as_json:
+        echo_json({"current_batch": view["current_batch"], "batches": view["batches"]})
+        return
+    for line in status_lines(view):
+        click.echo(line)
+
+
+@click.command(short_help="Check the database; print each problem with its fix.")
+@click.option("--json", "as_json", is_flag=True, help="Print the findings as JSON.")
+def doctor(as_json: bool) -> None:
+    """Check the database: revision, key column, UNIQUE index, procedures, current rows, definer.
+
+    Healthy: exit 0. Each problem is one line saying what is wrong and the command
+    that fixes it; then exit 3. Checks this account cannot run are notes, not problems.
+    """
+    url = resolve_database_url()
+    with open_engine(url) as engine:
+        report = diagnose(engine, command=command_prefix())
+    if as_json:
+        echo_json(report.as_dict())
+    else:
+        for line in report.lines():
+            click.echo(line)
+        if report.healthy:
+            click.echo(f"healthy: {describe_url(url)} has no problems")
+        else:
+            count = len(report.problems)
+            click.echo(f"{count} problem{'s' if count != 1 else ''} in {describe_url(url)}")
+    if not report.healthy:
+        click.get_current_context().exit(EXIT_UNHEALTHY)
+
+
+@click.command(short_help="Grant ACCOUNT the least privilege to flip and read.")
+@click.argument("account")
+@click.option(
+    "--sql", "as_sql", is_flag=True, help="Print the GRANT statements instead of running them."
+)
+@click.option(
+    "--database",
+    metavar="NAME",
+    help="The database to grant on (default: the one in the URL).",
+)
+def grant(account: str, as_sql: bool, database: str | None) -> None:
+    """Let ACCOUNT ('user'@'host') call the procedures and read batchStatus, nothing more.
+
+    The account may CALL set_current_batch / unset_current_batch and SELECT batchStatus,
+    but not UPDATE currentBatch itself. It must already exist (CREATE USER).
+    """
+    if as_sql:
+        name = database or resolve_database_url().database
+        for statement in grants.grant_statements(account, str(name)):
+            click.echo(f"{statement};")
+        return
+    url = resolve_database_url()
+    name = database or str(url.database)
+    with open_engine(url) as engine:
+        grants.grant(engine, account, name)
+    click.echo(f"granted {account} SELECT on {TABLE} and EXECUTE on the procedures of {name}")
