@@ -25,6 +25,9 @@ down_revision = "0004"
 branch_labels = None
 depends_on = None
 
+#: What this revision creates, for doctor (see batchflag_db.doctor).
+creates = ("procedures/resolve_dashboard_batch/v2.sql",)
+
 
 def upgrade() -> None:
     _ddl.run("DROP PROCEDURE IF EXISTS `resolve_dashboard_batch`")
