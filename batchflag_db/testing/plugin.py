@@ -137,9 +137,29 @@ def db_url(server_url: URL) -> Iterator[URL]:
             cur.execute(f"CREATE DATABASE `{name}`")
         yield server_url.set(database=name)
     finally:
-        with admin.cursor() as cur:
-            cur.execute(f"DROP DATABASE IF EXISTS `{name}`")
-        admin.close()
+        try:
+            _drop_database(admin, name)
+        finally:
+            admin.close()
+
+
+def _drop_database(admin: pymysql.Connection, name: str) -> None:
+    """Drop the test's database, first ending any session still using it.
+
+    A connection the test left open inside a transaction holds a metadata lock on its
+    tables, and DROP DATABASE would wait for it (on MySQL for a year by default).
+    Only sessions whose current database is the test's own are ended.
+    """
+    with admin.cursor() as cur:
+        cur.execute("SET SESSION lock_wait_timeout = 60")
+        cur.execute(
+            "SELECT ID FROM information_schema.PROCESSLIST WHERE DB = %s AND ID <> CONNECTION_ID()",
+            (name,),
+        )
+        for (session,) in cur.fetchall():
+            with contextlib.suppress(pymysql.err.OperationalError):  # it ended meanwhile
+                cur.execute(f"KILL {int(session)}")
+        cur.execute(f"DROP DATABASE IF EXISTS `{name}`")
 
 
 @pytest.fixture
