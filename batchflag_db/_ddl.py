@@ -7,6 +7,7 @@ behaviour stable, because released revisions depend on it.
 from __future__ import annotations
 
 import logging
+import re
 from typing import Any
 
 from alembic import op
@@ -138,6 +139,35 @@ def run_routine(relative_path: str) -> None:
         )
     else:
         op.get_bind().exec_driver_sql(body)
+
+
+_CREATE_PROCEDURE = re.compile(r"^\s*CREATE\s+PROCEDURE\b", re.IGNORECASE)
+
+
+def _is_mariadb() -> bool:
+    return bool(getattr(op.get_bind().dialect, "is_mariadb", False))
+
+
+def replace_routine(name: str, relative_path: str | None) -> None:
+    """Replace procedure ``name`` with the one in ``relative_path`` (None: drop it).
+
+    On MariaDB, online, the replacement is one statement, ``CREATE OR REPLACE
+    PROCEDURE``: a concurrent CALL sees the old procedure or the new one, never none.
+    MySQL has no such statement, so there (and in offline scripts, whose server is
+    not known) it is ``DROP PROCEDURE IF EXISTS`` then ``CREATE``: for the length of
+    that one statement a CALL fails with 1305, which the Python wrapper retries.
+    """
+    if relative_path is None:
+        run(f"DROP PROCEDURE IF EXISTS `{name}`")
+        return
+    if is_offline() or not _is_mariadb():
+        run(f"DROP PROCEDURE IF EXISTS `{name}`")
+        run_routine(relative_path)
+        return
+    body = strip_sql_comments(read_sql(relative_path))
+    if not _CREATE_PROCEDURE.match(body):
+        raise ValueError(f"{relative_path} does not start with CREATE PROCEDURE")
+    op.get_bind().exec_driver_sql(_CREATE_PROCEDURE.sub("CREATE OR REPLACE PROCEDURE", body, 1))
 
 
 def alter_online(statement: str, online_clause: str) -> None:

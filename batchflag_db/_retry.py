@@ -13,12 +13,24 @@ retry is safe depends on who owns the transaction the procedure ran in:
 
 Who owns the transaction is read from the driver before the call (see
 :func:`owns_transaction`): the wrappers sleep, this module decides.
+
+Two more answers are retried whoever owns the transaction, because the failed
+attempt changed nothing: "procedure does not exist" (1305) for a short window
+(on MySQL a revision replaces a procedure with DROP then CREATE), and nothing else.
+
+The wait is bounded in time, not only in attempts: the wrappers set the session's
+``innodb_lock_wait_timeout`` to :attr:`RetryPolicy.lock_wait_timeout` for the
+flip, and no attempt starts after :attr:`RetryPolicy.deadline`. When a flip gives
+up on a lock wait, the wrapper's ``explain`` hook names the transaction holding
+the lock (see :mod:`batchflag_db.locks`).
 """
 
 from __future__ import annotations
 
 import logging
 import random
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -26,6 +38,7 @@ from batchflag_db.errors import (
     ER_CANT_CHANGE_TX_CHARACTERISTICS,
     ER_LOCK_DEADLOCK,
     ER_LOCK_WAIT_TIMEOUT,
+    ER_SP_DOES_NOT_EXIST,
     BatchFlagError,
     TransactionConflictError,
 )
@@ -34,6 +47,7 @@ __all__ = [
     "DEFAULT_RETRY",
     "ER_IN_TRANSACTION",
     "IN_TRANSACTION_PROBE",
+    "Explain",
     "RetryPolicy",
     "RetryState",
     "owns_transaction",
@@ -73,15 +87,29 @@ class RetryPolicy:
     ("full jitter"), so callers that collided spread out instead of colliding
     again in step.
 
+    A flip takes at most about ``deadline + lock_wait_timeout`` seconds in all:
+    no attempt starts after the deadline, and each attempt waits for a lock at
+    most ``lock_wait_timeout`` seconds.
+
     Attributes:
         attempts: Calls in total, the first included; 1 disables retrying.
         base_delay: Upper bound of the first wait, in seconds.
         max_delay: Upper bound of any single wait, in seconds.
+        lock_wait_timeout: The session's ``innodb_lock_wait_timeout`` (whole seconds,
+            at least 1) while the flip runs, put back afterwards; None keeps the
+            session's own (the server's default is 50 s).
+        deadline: Seconds after the first attempt's start after which no attempt
+            starts; None bounds the flip by ``attempts`` alone.
+        missing_routine_window: Seconds during which "procedure does not exist"
+            (1305) is retried, for a revision replacing it on MySQL.
     """
 
     attempts: int = 5
     base_delay: float = 0.05
     max_delay: float = 1.0
+    lock_wait_timeout: int | None = 2
+    deadline: float | None = 8.0
+    missing_routine_window: float = 0.5
 
     def __post_init__(self) -> None:
         if isinstance(self.attempts, bool) or not isinstance(self.attempts, int):
@@ -90,6 +118,21 @@ class RetryPolicy:
             raise ValueError(f"RetryPolicy.attempts must be at least 1, not {self.attempts}")
         if not self.base_delay >= 0 or not self.max_delay >= 0:  # also refuses NaN
             raise ValueError("RetryPolicy delays must be non-negative numbers of seconds")
+        if self.lock_wait_timeout is not None and (
+            isinstance(self.lock_wait_timeout, bool)
+            or not isinstance(self.lock_wait_timeout, int)
+            or self.lock_wait_timeout < 1
+        ):
+            raise ValueError(
+                "RetryPolicy.lock_wait_timeout must be a whole number of seconds, at least 1, "
+                f"or None, not {self.lock_wait_timeout!r}"
+            )
+        if self.deadline is not None and not self.deadline >= 0:
+            raise ValueError(
+                "RetryPolicy.deadline must be a non-negative number of seconds or None"
+            )
+        if not self.missing_routine_window >= 0:
+            raise ValueError("RetryPolicy.missing_routine_window must be non-negative seconds")
 
     def ceiling(self, retry: int) -> float:
         """Return the upper bound of the wait before retry number ``retry`` (1-based)."""
@@ -103,7 +146,15 @@ class RetryPolicy:
 
 
 DEFAULT_RETRY = RetryPolicy()
-"""5 attempts; waits of at most 0.05, 0.1, 0.2, 0.4 s: at most 0.75 s of sleep in total."""
+"""5 attempts; waits of at most 0.05, 0.1, 0.2, 0.4 s; 2 s per lock wait; none started after 8 s.
+
+A flip blocked by a transaction that never ends gives up after about 8-10 s.
+"""
+
+_MISSING_ROUTINE_DELAY = 0.02
+
+Explain = Callable[[], tuple[str, tuple[int, ...]]]
+"""A hook that names what holds the lock: (a sentence, the holders' connection ids)."""
 
 _RNG = random.Random()  # noqa: S311 - jitter, not cryptography
 
@@ -158,6 +209,9 @@ class RetryState:
         procedure: str,
         batch_id: int,
         rng: random.Random | None = None,
+        *,
+        explain: Explain | None = None,
+        clock: Callable[[], float] = time.monotonic,
     ):
         self.policy = policy
         self.owns_transaction = owns_transaction is True
@@ -165,6 +219,22 @@ class RetryState:
         self.batch_id = batch_id
         self.attempt = 1
         self._rng = rng
+        self._explain = explain
+        self._clock = clock
+        self._started = clock()
+
+    def _conflict(self, message: str, error: BatchFlagError) -> TransactionConflictError:
+        holders: tuple[int, ...] = ()
+        if error.errno == ER_LOCK_WAIT_TIMEOUT and self._explain is not None:
+            sentence, holders = self._explain()
+            message = f"{message}; {sentence}"
+        return TransactionConflictError(
+            message,
+            errno=error.errno,
+            sqlstate=error.sqlstate,
+            attempts=self.attempt,
+            holders=holders,
+        )
 
     def failed(self, error: BatchFlagError) -> float:
         """Return the seconds to wait before the next attempt, or raise.
@@ -177,6 +247,11 @@ class RetryState:
                 caller's transaction, or one the policy gave up on.
             BatchFlagError: ``error`` itself, when it is not a conflict.
         """
+        elapsed = self._clock() - self._started
+        if error.errno == ER_SP_DOES_NOT_EXIST:
+            if elapsed + _MISSING_ROUTINE_DELAY <= self.policy.missing_routine_window:
+                return _MISSING_ROUTINE_DELAY  # a revision replacing it: nothing ran
+            raise error
         what = _RETRYABLE.get(error.errno or 0)
         if what is None:
             raise error
@@ -189,23 +264,26 @@ class RetryState:
                     "the flip was undone (and, with innodb_rollback_on_timeout=ON, "
                     "your whole transaction)"
                 )
-            raise TransactionConflictError(
+            raise self._conflict(
                 f"{what} in {call} inside your transaction: {detail}; "
                 "roll back and retry the whole transaction from its start",
-                errno=error.errno,
-                sqlstate=error.sqlstate,
-                attempts=self.attempt,
-            ) from error.__cause__
-        if self.attempt >= self.policy.attempts:
-            raise TransactionConflictError(
-                f"{what} in {call}: gave up after {self.attempt} attempt"
-                f"{'s' if self.attempt != 1 else ''}; nothing changed, try again later "
-                "(the database is busy with other flips)",
-                errno=error.errno,
-                sqlstate=error.sqlstate,
-                attempts=self.attempt,
+                error,
             ) from error.__cause__
         delay = self.policy.delay(self.attempt, self._rng)
+        deadline = self.policy.deadline
+        past_deadline = deadline is not None and elapsed + delay >= deadline
+        if self.attempt >= self.policy.attempts or past_deadline:
+            cause = (
+                "another transaction holds a lock the flip needs"
+                if error.errno == ER_LOCK_WAIT_TIMEOUT
+                else "other flips kept conflicting with it"
+            )
+            raise self._conflict(
+                f"{what} in {call}: gave up after {self.attempt} attempt"
+                f"{'s' if self.attempt != 1 else ''} in {elapsed:.1f} s; nothing changed "
+                f"({cause})",
+                error,
+            ) from error.__cause__
         logger.info(
             "%s procedure=%s batch_id=%s attempt=%s errno=%s delay=%.3f",
             RETRY_EVENT,

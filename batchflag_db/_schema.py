@@ -56,3 +56,6 @@ CURRENT_ROUTINE_FILES = {
 version of a routine adds its file and updates this map; `batchflag doctor` compares
 the server's routine bodies with these files. Revisions themselves name their files
 explicitly and never read this map."""
+
+#: The session variable a flip keeps the caller's innodb_lock_wait_timeout in.
+SAVED_LOCK_WAIT = "@batchflag_saved_lock_wait"

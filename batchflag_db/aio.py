@@ -28,6 +28,7 @@ the retry decisions are the sync wrapper's, shared.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Any, TypeAlias, TypeVar
@@ -44,6 +45,7 @@ from batchflag_db.flag import (
     call_statement,
     current_from_rows,
     flip_from_rows,
+    lock_wait_statements,
     validate_batch_id,
 )
 
@@ -103,21 +105,41 @@ async def _owns_transaction(conn: AsyncConnection) -> bool | None:
     return owns_transaction(raw.driver_connection)
 
 
-async def _call(conn: AsyncConnectable, procedure: str, batch_id: int, policy: RetryPolicy) -> Flip:
+async def _flip(
+    session: AsyncConnection,
+    owns: bool | None,
+    procedure: str,
+    batch_id: int,
+    policy: RetryPolicy,
+) -> tuple[list[tuple[Any, ...]], int]:
+    """The retried CALL, with the session's lock wait set for it (as the sync wrapper does)."""
     statement = call_statement(procedure)
+    if policy.lock_wait_timeout is None:
+        return await _with_retry(
+            lambda: _rows(session, statement, batch_id), owns, procedure, batch_id, policy
+        )
+    set_it, put_back = lock_wait_statements(policy.lock_wait_timeout)
+    with translated_errors():
+        await session.exec_driver_sql(set_it)
+    try:
+        return await _with_retry(
+            lambda: _rows(session, statement, batch_id), owns, procedure, batch_id, policy
+        )
+    finally:
+        with contextlib.suppress(Exception):  # a lost connection cannot be reset either
+            await session.exec_driver_sql(put_back)
+
+
+async def _call(conn: AsyncConnectable, procedure: str, batch_id: int, policy: RetryPolicy) -> Flip:
     if isinstance(conn, AsyncEngine):
         with translated_errors():
             async with conn.connect() as raw:
                 session = await raw.execution_options(isolation_level="AUTOCOMMIT")
-                rows, attempts = await _with_retry(
-                    lambda: _rows(session, statement, batch_id), True, procedure, batch_id, policy
-                )
+                rows, attempts = await _flip(session, True, procedure, batch_id, policy)
     elif isinstance(conn, AsyncConnection):
         with translated_errors():
             owns = await _owns_transaction(conn)
-        rows, attempts = await _with_retry(
-            lambda: _rows(conn, statement, batch_id), owns, procedure, batch_id, policy
-        )
+        rows, attempts = await _flip(conn, owns, procedure, batch_id, policy)
     else:
         raise _refuse(conn)
     return flip_from_rows(procedure, batch_id, rows, attempts)

@@ -114,9 +114,14 @@ class TransactionConflictError(BatchFlagError):
 
     After 1213 the server has rolled back the caller's whole transaction: retry it from the start.
 
+    After 1205 the message names the open transactions holding row locks, when the
+    account may read them (see :mod:`batchflag_db.locks`).
+
     Attributes:
         attempts: How many times the wrapper called the procedure before giving up
             (1 when the conflict came inside the caller's transaction, where it never retries).
+        holders: Connection ids of the transactions found holding locks after a lock
+            wait timeout, oldest first (empty when none was found or they could not be read).
     """
 
     def __init__(
@@ -126,9 +131,11 @@ class TransactionConflictError(BatchFlagError):
         errno: int | None = None,
         sqlstate: str | None = None,
         attempts: int = 1,
+        holders: tuple[int, ...] = (),
     ):
         super().__init__(message, errno=errno, sqlstate=sqlstate)
         self.attempts = attempts
+        self.holders = holders
 
 
 class DatabaseConnectionError(BatchFlagError):

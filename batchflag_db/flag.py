@@ -26,7 +26,7 @@ import logging
 import operator
 import time
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from typing import Any, SupportsIndex, TypeVar, cast
 
@@ -35,6 +35,7 @@ from batchflag_db._retry import (
     DEFAULT_RETRY,
     ER_IN_TRANSACTION,
     IN_TRANSACTION_PROBE,
+    Explain,
     RetryPolicy,
     RetryState,
     owns_transaction,
@@ -42,11 +43,13 @@ from batchflag_db._retry import (
 from batchflag_db._schema import (
     KEY_COLUMN,
     MAX_BATCH_ID,
+    SAVED_LOCK_WAIT,
     SET_PROCEDURE,
     TABLE,
     UNSET_PROCEDURE,
 )
 from batchflag_db.errors import BatchFlagError, InvalidBatchIdError
+from batchflag_db.locks import find_lock_holders
 
 __all__ = [
     "SET_EVENT",
@@ -179,10 +182,16 @@ def current_from_rows(rows: Sequence[Sequence[Any]]) -> int | None:
 
 
 def _with_retry(
-    attempt: Callable[[], _T], owns: bool | None, procedure: str, batch_id: int, policy: RetryPolicy
+    attempt: Callable[[], _T],
+    owns: bool | None,
+    procedure: str,
+    batch_id: int,
+    policy: RetryPolicy,
+    *,
+    explain: Explain | None = None,
 ) -> tuple[_T, int]:
     """Run ``attempt`` until it succeeds or the policy says stop; return (result, attempts)."""
-    state = RetryState(policy, owns, procedure, batch_id)
+    state = RetryState(policy, owns, procedure, batch_id, explain=explain)
     while True:
         try:
             result = attempt()
@@ -211,12 +220,50 @@ def _owns_transaction(link: Link) -> bool:
     return True
 
 
+def _explainer(link: Link) -> Explain:
+    def explain() -> tuple[str, tuple[int, ...]]:
+        report = find_lock_holders(link)
+        return report.describe(), tuple(h.connection_id for h in report.holders)
+
+    return explain
+
+
+def lock_wait_statements(seconds: int) -> tuple[str, str]:
+    """The statements that set the session's lock wait for a flip, and put it back."""
+    return (
+        f"SET {SAVED_LOCK_WAIT} = @@SESSION.innodb_lock_wait_timeout, "
+        f"SESSION innodb_lock_wait_timeout = {int(seconds)}",
+        f"SET SESSION innodb_lock_wait_timeout = {SAVED_LOCK_WAIT}",
+    )
+
+
+@contextmanager
+def _lock_wait(link: Link, seconds: int | None) -> Iterator[None]:
+    """Set the session's innodb_lock_wait_timeout for the flip; put the old value back."""
+    if seconds is None:
+        yield
+        return
+    set_it, put_back = lock_wait_statements(seconds)
+    link.run(set_it)
+    try:
+        yield
+    finally:
+        with suppress(BatchFlagError):  # a connection the flip lost cannot be reset either
+            link.run(put_back)
+
+
 def _call(conn: Connectable, procedure: str, batch_id: int, policy: RetryPolicy) -> Flip:
     with connect(conn) as link:
         owns = _owns_transaction(link)
-        rows, attempts = _with_retry(
-            lambda: link.call(procedure, batch_id), owns, procedure, batch_id, policy
-        )
+        with _lock_wait(link, policy.lock_wait_timeout):
+            rows, attempts = _with_retry(
+                lambda: link.call(procedure, batch_id),
+                owns,
+                procedure,
+                batch_id,
+                policy,
+                explain=_explainer(link),
+            )
     return flip_from_rows(procedure, batch_id, rows, attempts)
 
 

@@ -356,7 +356,7 @@ class TestLockWaitWithEngine:
         """RetryPolicy(attempts=1) turns retrying off: one call, one error."""
         (a,) = add_batches(1)
         events = retry_events()
-        with pytest.raises(TransactionConflictError, match="gave up after 1 attempt;"):
+        with pytest.raises(TransactionConflictError, match="gave up after 1 attempt in"):
             unset_current_batch(short_wait_engine, a, retry=RetryPolicy(attempts=1))
         assert events.records == []
 

@@ -39,13 +39,11 @@ CREATE TABLE IF NOT EXISTS `currentBatchLock` (
 def upgrade() -> None:
     _ddl.run(_CREATE_LOCK_TABLE)
     _ddl.run("INSERT IGNORE INTO `currentBatchLock` (`id`, `flipCount`) VALUES (1, 0)")
-    _ddl.run("DROP PROCEDURE IF EXISTS `set_current_batch`")
-    _ddl.run_routine("procedures/set_current_batch/v1.sql")
-    _ddl.run("DROP PROCEDURE IF EXISTS `unset_current_batch`")
-    _ddl.run_routine("procedures/unset_current_batch/v1.sql")
+    _ddl.replace_routine("set_current_batch", "procedures/set_current_batch/v1.sql")
+    _ddl.replace_routine("unset_current_batch", "procedures/unset_current_batch/v1.sql")
 
 
 def downgrade() -> None:
-    _ddl.run("DROP PROCEDURE IF EXISTS `unset_current_batch`")
-    _ddl.run("DROP PROCEDURE IF EXISTS `set_current_batch`")
+    _ddl.replace_routine("unset_current_batch", None)
+    _ddl.replace_routine("set_current_batch", None)
     _ddl.run("DROP TABLE IF EXISTS `currentBatchLock`")

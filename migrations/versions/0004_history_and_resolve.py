@@ -6,8 +6,10 @@ adds the index ``(batchStatus, id)`` to ``batchStatus`` online
 procedures with ``sql/procedures/*/v2.sql`` (which write the history) and creates
 ``resolve_dashboard_batch`` from ``sql/procedures/resolve_dashboard_batch/v1.sql``.
 
-Between the DROP and the CREATE of each flip procedure a CALL fails with
-"does not exist" (1305): run it when no flip is due, or let callers retry.
+On MariaDB each procedure is replaced in one statement (CREATE OR REPLACE), so
+no CALL fails meanwhile. On MySQL it is DROP then CREATE: during that one
+statement a CALL fails with "does not exist" (1305), which the Python wrapper
+retries briefly; other clients should retry it too.
 
 Downgrade restores the v1 procedures from their released files, drops
 ``resolve_dashboard_batch`` and the index, and drops ``currentBatchHistory`` only
@@ -106,20 +108,15 @@ def upgrade() -> None:
     _ddl.run(_CREATE_HISTORY)
     if _ddl.is_offline() or not _status_index_exists():
         _ddl.alter_online(_ADD_STATUS_INDEX, "ALGORITHM=INPLACE, LOCK=NONE")
-    _ddl.run("DROP PROCEDURE IF EXISTS `set_current_batch`")
-    _ddl.run_routine("procedures/set_current_batch/v2.sql")
-    _ddl.run("DROP PROCEDURE IF EXISTS `unset_current_batch`")
-    _ddl.run_routine("procedures/unset_current_batch/v2.sql")
-    _ddl.run("DROP PROCEDURE IF EXISTS `resolve_dashboard_batch`")
-    _ddl.run_routine("procedures/resolve_dashboard_batch/v1.sql")
+    _ddl.replace_routine("set_current_batch", "procedures/set_current_batch/v2.sql")
+    _ddl.replace_routine("unset_current_batch", "procedures/unset_current_batch/v2.sql")
+    _ddl.replace_routine("resolve_dashboard_batch", "procedures/resolve_dashboard_batch/v1.sql")
 
 
 def downgrade() -> None:
-    _ddl.run("DROP PROCEDURE IF EXISTS `resolve_dashboard_batch`")
-    _ddl.run("DROP PROCEDURE IF EXISTS `set_current_batch`")
-    _ddl.run_routine("procedures/set_current_batch/v1.sql")
-    _ddl.run("DROP PROCEDURE IF EXISTS `unset_current_batch`")
-    _ddl.run_routine("procedures/unset_current_batch/v1.sql")
+    _ddl.replace_routine("resolve_dashboard_batch", None)
+    _ddl.replace_routine("set_current_batch", "procedures/set_current_batch/v1.sql")
+    _ddl.replace_routine("unset_current_batch", "procedures/unset_current_batch/v1.sql")
     if _ddl.is_offline() or _status_index_exists():
         _ddl.run("ALTER TABLE `batchStatus` DROP INDEX `ix_batchStatus_batchStatus_id`")
     if _ddl.is_offline():

@@ -6,8 +6,10 @@ MySQL chose a range scan instead, and every server read one index entry per
 incomplete batch while its statistics were stale. Version 2 reads two index
 entries per distinct status on every server. Same signature, same answers.
 
-Between the DROP and the CREATE a CALL fails with "does not exist" (1305): run it
-when no dashboard is resolving, or let callers retry.
+On MariaDB each procedure is replaced in one statement (CREATE OR REPLACE), so
+no CALL fails meanwhile. On MySQL it is DROP then CREATE: during that one
+statement a CALL fails with "does not exist" (1305), which the Python wrapper
+retries briefly; other clients should retry it too.
 
 Downgrade puts version 1 back from its released file.
 
@@ -30,10 +32,8 @@ creates = ("procedures/resolve_dashboard_batch/v2.sql",)
 
 
 def upgrade() -> None:
-    _ddl.run("DROP PROCEDURE IF EXISTS `resolve_dashboard_batch`")
-    _ddl.run_routine("procedures/resolve_dashboard_batch/v2.sql")
+    _ddl.replace_routine("resolve_dashboard_batch", "procedures/resolve_dashboard_batch/v2.sql")
 
 
 def downgrade() -> None:
-    _ddl.run("DROP PROCEDURE IF EXISTS `resolve_dashboard_batch`")
-    _ddl.run_routine("procedures/resolve_dashboard_batch/v1.sql")
+    _ddl.replace_routine("resolve_dashboard_batch", "procedures/resolve_dashboard_batch/v1.sql")

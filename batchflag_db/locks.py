@@ -1,0 +1,159 @@
+"""Who holds what a flip waits for: the open transactions that hold row locks.
+
+A flip waits when another transaction holds the lock row (``currentBatchLock``)
+or a row of ``batchStatus`` it needs, typically a flip made with autocommit off
+and never committed. When a flip gives up on a lock wait, or when ``batchflag
+status``/``doctor`` look, this module names those transactions: connection id,
+account, how long open, whether idle, and how to end them.
+
+It reads ``information_schema.INNODB_TRX`` and ``PROCESSLIST`` (both servers;
+another account's rows need the PROCESS privilege). On MySQL it narrows the list
+with ``performance_schema.data_locks`` to transactions that hold locks on this
+database's flag tables; MariaDB has no such table for granted locks, so there
+every other transaction of a session using the same database that holds row
+locks is listed, oldest first.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from batchflag_db._connection import Link
+from batchflag_db._schema import LOCK_TABLE, TABLE
+from batchflag_db.errors import BatchFlagError
+
+__all__ = ["Blocker", "LockReport", "find_lock_holders"]
+
+_HOLDERS = """
+SELECT t.trx_mysql_thread_id, p.USER, p.HOST, p.DB,
+       TIMESTAMPDIFF(SECOND, t.trx_started, NOW()), p.COMMAND, p.TIME, t.trx_query,
+       t.trx_rows_locked
+FROM information_schema.INNODB_TRX AS t
+LEFT JOIN information_schema.PROCESSLIST AS p ON p.ID = t.trx_mysql_thread_id
+WHERE t.trx_mysql_thread_id <> CONNECTION_ID() AND t.trx_rows_locked > 0 {narrow}
+ORDER BY t.trx_started
+LIMIT 10
+"""
+
+_ON_FLAG_TABLES = (
+    "AND t.trx_id IN (SELECT ENGINE_TRANSACTION_ID FROM performance_schema.data_locks "
+    "WHERE OBJECT_SCHEMA = DATABASE() AND OBJECT_NAME IN ('{lock}', '{table}') "
+    "AND LOCK_TYPE = 'RECORD')"
+)
+
+# Without data_locks: the transactions of sessions using this database (or whose
+# database cannot be seen), which is where a forgotten flip lives.
+_IN_THIS_DATABASE = "AND (p.DB = DATABASE() OR p.DB IS NULL)"
+
+
+@dataclass(frozen=True)
+class Blocker:
+    """An open transaction holding row locks.
+
+    Attributes:
+        connection_id: Its session's id (``KILL`` takes it).
+        account: ``user@host`` of the session, or ``?`` when not visible.
+        database: The session's current database, if any.
+        open_seconds: How long the transaction has been open.
+        idle_seconds: How long the session has been idle (``Sleep``), or None when busy.
+        statement: What it is running now, if anything.
+        rows_locked: Row locks it holds (InnoDB's estimate).
+    """
+
+    connection_id: int
+    account: str
+    database: str | None
+    open_seconds: int
+    idle_seconds: int | None
+    statement: str | None
+    rows_locked: int
+
+    def describe(self) -> str:
+        """One sentence naming the transaction and how to end it."""
+        state = (
+            f"idle for {self.idle_seconds} s"
+            if self.idle_seconds is not None
+            else f"running {self.statement!r}"
+            if self.statement
+            else "busy"
+        )
+        return (
+            f"connection {self.connection_id} ({self.account}) holds {self.rows_locked} row "
+            f"lock{'s' if self.rows_locked != 1 else ''} in a transaction open for "
+            f"{self.open_seconds} s, {state}: end it with COMMIT or ROLLBACK in that "
+            f"session, or KILL {self.connection_id}"
+        )
+
+
+@dataclass(frozen=True)
+class LockReport:
+    """What :func:`find_lock_holders` found.
+
+    Attributes:
+        holders: The transactions, oldest first (at most 10).
+        exact: True when they are known to hold locks on the flag tables (MySQL);
+            False when they are the transactions holding row locks in sessions using
+            this database (MariaDB).
+        unreadable: What could not be read and why (e.g. a missing privilege), or None.
+    """
+
+    holders: tuple[Blocker, ...]
+    exact: bool
+    unreadable: str | None = None
+
+    def describe(self) -> str:
+        """The sentence an error message or a report adds."""
+        if self.unreadable is not None:
+            return self.unreadable
+        if not self.holders:
+            return "no other open transaction holds row locks now"
+        scope = "on the flag tables" if self.exact else "in this database"
+        first = self.holders[0].describe()
+        more = len(self.holders) - 1
+        tail = f"; {more} more transaction{'s' if more != 1 else ''} hold locks" if more else ""
+        return f"oldest transaction holding row locks {scope}: {first}{tail}"
+
+
+def _blocker(row: tuple[object, ...]) -> Blocker:
+    thread, user, host, database, open_s, command, time_s, query, locked = row
+    idle = int(str(time_s)) if command == "Sleep" and time_s is not None else None
+    return Blocker(
+        connection_id=int(str(thread)),
+        account=f"{user}@{host}" if user is not None else "?",
+        database=str(database) if database is not None else None,
+        open_seconds=int(str(open_s or 0)),
+        idle_seconds=idle,
+        statement=str(query) if query is not None else None,
+        rows_locked=int(str(locked or 0)),
+    )
+
+
+def find_lock_holders(link: Link, *, older_than: int = 0) -> LockReport:
+    """The other open transactions holding row locks, oldest first.
+
+    Args:
+        link: The connection to ask on (its own transaction is left out).
+        older_than: Only transactions open at least this many seconds.
+
+    Returns:
+        A report; when the server's tables cannot be read, ``unreadable`` says which
+        and why, and no exception is raised.
+    """
+    age = f"AND TIMESTAMPDIFF(SECOND, t.trx_started, NOW()) >= {int(older_than)}"
+    narrowed = _ON_FLAG_TABLES.format(lock=LOCK_TABLE, table=TABLE)
+    try:
+        rows = link.run(_HOLDERS.format(narrow=f"{age} {narrowed}")).rows
+        exact = True
+    except BatchFlagError:
+        try:  # MariaDB (no performance_schema.data_locks), or it is not readable
+            rows = link.run(_HOLDERS.format(narrow=f"{age} {_IN_THIS_DATABASE}")).rows
+            exact = False
+        except BatchFlagError as exc:
+            return LockReport(
+                (),
+                False,
+                "could not read information_schema.INNODB_TRX and PROCESSLIST to name the "
+                f"transaction holding the lock ({exc}; another account's transactions "
+                "need the PROCESS privilege)",
+            )
+    return LockReport(tuple(_blocker(tuple(r)) for r in rows), exact)

@@ -1,0 +1,141 @@
+"""A flip blocked by a forgotten commit: a bounded wait, and an error that names the holder."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+import pymysql
+import pytest
+from sqlalchemy import create_engine, pool
+from sqlalchemy.engine import URL
+
+import batchflag_db
+from batchflag_db import RetryPolicy, SchemaNotReadyError, TransactionConflictError
+from batchflag_db.errors import ER_LOCK_WAIT_TIMEOUT
+from tests.conftest import connect, run_cli
+
+pytestmark = pytest.mark.slow
+
+#: The documented bound of the default policy: deadline 8 s + one 2 s lock wait.
+DEFAULT_BOUND_S = 10.0
+
+
+def _forgotten_flip(connect_db: Callable[..., pymysql.Connection], batch: int) -> int:
+    """A PyMySQL connection (autocommit off, the driver's default) flips and never commits."""
+    holder = connect_db()
+    with holder.cursor() as cur:
+        cur.execute("CALL set_current_batch(%s)", (batch,))
+        while cur.nextset():
+            pass
+        cur.execute("SELECT CONNECTION_ID()")
+        return int(cur.fetchone()[0])
+
+
+class TestForgottenCommit:
+    def test_wrapper_gives_up_within_the_bound_naming_the_holder(
+        self, migrated_url: URL, connect_db, add_batches
+    ) -> None:
+        """Another caller through an Engine fails in under 10 s, naming the holder's id."""
+        a, b = add_batches(2)
+        holder_id = _forgotten_flip(connect_db, a)
+        engine = create_engine(migrated_url, poolclass=pool.NullPool)
+        started = time.monotonic()
+        try:
+            with pytest.raises(TransactionConflictError) as info:
+                batchflag_db.set_current_batch(engine, b)
+        finally:
+            engine.dispose()
+        took = time.monotonic() - started
+        assert took <= DEFAULT_BOUND_S + 1.0, took
+        error = info.value
+        assert error.errno == ER_LOCK_WAIT_TIMEOUT
+        assert holder_id in error.holders
+        assert f"connection {holder_id} (" in str(error)
+        assert f"KILL {holder_id}" in str(error)
+        assert "idle for" in str(error)
+        print(f"\ngave up after {took:.1f} s, {error.attempts} attempts: {error}")
+
+    def test_the_bound_is_configurable(self, migrated_url: URL, connect_db, add_batches) -> None:
+        """A policy with a 1 s lock wait and a 1 s deadline gives up in about 2 s."""
+        a, b = add_batches(2)
+        _forgotten_flip(connect_db, a)
+        engine = create_engine(migrated_url, poolclass=pool.NullPool)
+        started = time.monotonic()
+        try:
+            with pytest.raises(TransactionConflictError):
+                batchflag_db.set_current_batch(
+                    engine, b, retry=RetryPolicy(lock_wait_timeout=1, deadline=1.0)
+                )
+        finally:
+            engine.dispose()
+        assert time.monotonic() - started < 3.5
+
+    def test_the_sessions_own_lock_wait_is_put_back(self, migrated_url: URL, add_batches) -> None:
+        """The flip sets innodb_lock_wait_timeout for itself only."""
+        (a,) = add_batches(1)
+        conn = connect(migrated_url, autocommit=True)
+        with conn.cursor() as cur:
+            cur.execute("SET SESSION innodb_lock_wait_timeout = 33")
+        batchflag_db.set_current_batch(conn, a)
+        with conn.cursor() as cur:
+            cur.execute("SELECT @@SESSION.innodb_lock_wait_timeout")
+            assert cur.fetchone()[0] == 33
+        conn.close()
+
+    def test_cli_says_the_same(self, migrated_url: URL, connect_db, add_batches) -> None:
+        """`batchflag set-current` fails within the bound and prints the holder."""
+        a, b = add_batches(2)
+        holder_id = _forgotten_flip(connect_db, a)
+        started = time.monotonic()
+        result = run_cli(
+            "--url", migrated_url.render_as_string(hide_password=False), "set-current", str(b)
+        )
+        assert time.monotonic() - started <= DEFAULT_BOUND_S + 3.0
+        assert result.returncode != 0
+        assert f"connection {holder_id} (" in result.stderr, result.stderr
+        assert f"KILL {holder_id}" in result.stderr
+
+    def test_an_account_without_process_privilege_is_told_what_it_could_not_read(
+        self, migrated_url: URL, connect_db, add_batches
+    ) -> None:
+        """Without PROCESS the error says which tables it could not read."""
+        a, b = add_batches(2)
+        _forgotten_flip(connect_db, a)
+        admin = connect(migrated_url, autocommit=True)
+        user = "bf_noprocess"
+        with admin.cursor() as cur:
+            cur.execute(f"DROP USER IF EXISTS '{user}'@'%%'")
+            cur.execute(f"CREATE USER '{user}'@'%%' IDENTIFIED BY 'pw-1-Xy'")
+            cur.execute(f"GRANT SELECT ON `{migrated_url.database}`.* TO '{user}'@'%%'")
+            for routine in ("set_current_batch", "unset_current_batch"):
+                cur.execute(
+                    f"GRANT EXECUTE ON PROCEDURE `{migrated_url.database}`.`{routine}` "
+                    f"TO '{user}'@'%%'"
+                )
+        try:
+            low = connect(migrated_url.set(username=user, password="pw-1-Xy"), autocommit=True)  # noqa: S106
+            with pytest.raises(TransactionConflictError) as info:
+                batchflag_db.set_current_batch(
+                    low, b, retry=RetryPolicy(lock_wait_timeout=1, deadline=0.5)
+                )
+            low.close()
+            assert "could not read information_schema.INNODB_TRX" in str(info.value)
+            assert "PROCESS" in str(info.value)
+            assert info.value.holders == ()
+        finally:
+            with admin.cursor() as cur:
+                cur.execute(f"DROP USER '{user}'@'%%'")
+            admin.close()
+
+
+class TestMissingRoutine:
+    def test_a_database_without_the_routines_fails_quickly(self, db_url: URL) -> None:
+        """1305 is retried for half a second at most: a database never migrated still
+        gets SchemaNotReadyError at once, not after a long wait."""
+        conn = connect(db_url, autocommit=True)
+        started = time.monotonic()
+        with pytest.raises(SchemaNotReadyError):
+            batchflag_db.set_current_batch(conn, 1)
+        assert time.monotonic() - started < 1.5
+        conn.close()
