@@ -7,7 +7,9 @@ import json
 import os
 import shutil
 import subprocess
+import sys
 from collections.abc import Mapping
+from pathlib import Path
 
 import click
 import pymysql
@@ -574,7 +576,9 @@ class TestDemo:
 
 
 def _console_script() -> list[str]:
-    found = shutil.which("batchflag")
+    """The installed `batchflag` script: beside this interpreter (a venv), else on PATH."""
+    beside = Path(sys.executable).parent / "batchflag"
+    found = str(beside) if beside.is_file() else shutil.which("batchflag")
     if found is None:
         pytest.fail("the `batchflag` console script is not installed: pip install -e .")
     return [found]
