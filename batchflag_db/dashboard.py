@@ -35,6 +35,7 @@ from batchflag_db._schema import (
 )
 from batchflag_db.errors import BatchFlagError
 from batchflag_db.flag import validate_batch_id
+from batchflag_db.locks import stuck_warnings
 
 __all__ = [
     "RESOLUTION_REASONS",
@@ -133,6 +134,7 @@ class WatchSnapshot:
         resolution: What :func:`resolve_dashboard_batch` returns, or None (empty table).
         shown: The row of the resolved batch, or None.
         flips: The last recorded flips, newest first.
+        warnings: Transactions holding row locks long enough to block flips.
     """
 
     taken_at: dt.datetime
@@ -141,6 +143,7 @@ class WatchSnapshot:
     resolution: Resolution | None
     shown: BatchRow | None
     flips: list[HistoryEntry] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
 
     @property
     def unrecorded_change(self) -> bool:
@@ -326,6 +329,7 @@ def _snapshot_in(link: Link, flips: int) -> WatchSnapshot:
         resolution=resolution,
         shown=shown,
         flips=_history(link, flips),
+        warnings=stuck_warnings(link),
     )
 
 
@@ -411,6 +415,7 @@ def render_watch(
                 f"Dashboard shows:  batch {snapshot.resolution.batch_id}  "
                 f"({snapshot.resolution.reason})"
             )
+        lines += snapshot.warnings
         if snapshot.unrecorded_change:
             lines.append(
                 "WARNING: the flag differs from the last recorded flip: it was changed "

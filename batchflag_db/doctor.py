@@ -47,6 +47,7 @@ from batchflag_db.errors import (
     BatchFlagError,
     driver_error_details,
 )
+from batchflag_db.locks import STUCK_AFTER, find_lock_holders
 
 __all__ = ["Finding", "Report", "diagnose", "normalize_body", "routine_body"]
 
@@ -234,6 +235,7 @@ class _Doctor:
                 self.check_lock_row()
                 definers = self.check_routines()
                 self.check_definers(definers)
+                self.check_stuck_transactions()
             else:
                 self.add("note", "schema", "object checks skipped until the database is at head")
         return Report(tuple(self.findings), revision, self.head)
@@ -502,6 +504,27 @@ class _Doctor:
             else:
                 self.add("ok", "procedure", f"{name} matches {relative}")
         return definers
+
+    def check_stuck_transactions(self) -> None:
+        """A transaction holding row locks for STUCK_AFTER s or more blocks every flip."""
+        report = find_lock_holders(self.link, older_than=STUCK_AFTER)
+        if report.unreadable is not None:
+            self.add("note", "open transactions", report.unreadable)
+        elif report.holders:
+            for holder in report.holders:
+                self.add(
+                    "problem",
+                    "open transactions",
+                    f"a transaction has held row locks for {holder.open_seconds} s: flips "
+                    "wait for it and give up",
+                    holder.describe(),
+                )
+        else:
+            self.add(
+                "ok",
+                "open transactions",
+                f"no transaction has held row locks for {STUCK_AFTER} s or more",
+            )
 
     def show_create(self, name: str) -> str | None:
         """The routine's text as it was created (None when this account may not read it).

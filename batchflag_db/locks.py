@@ -22,7 +22,11 @@ from batchflag_db._connection import Link
 from batchflag_db._schema import LOCK_TABLE, TABLE
 from batchflag_db.errors import BatchFlagError
 
-__all__ = ["Blocker", "LockReport", "find_lock_holders"]
+__all__ = ["STUCK_AFTER", "Blocker", "LockReport", "find_lock_holders", "stuck_warnings"]
+
+#: Seconds after which status, doctor and watch call a transaction holding locks stuck
+#: (a flip holds its locks for about a millisecond).
+STUCK_AFTER = 10
 
 _HOLDERS = """
 SELECT t.trx_mysql_thread_id, p.USER, p.HOST, p.DB,
@@ -157,3 +161,18 @@ def find_lock_holders(link: Link, *, older_than: int = 0) -> LockReport:
                 "need the PROCESS privilege)",
             )
     return LockReport(tuple(_blocker(tuple(r)) for r in rows), exact)
+
+
+def stuck_warnings(link: Link, older_than: int = STUCK_AFTER) -> list[str]:
+    """One line per transaction holding locks for ``older_than`` s or more (status, watch).
+
+    An account that may not read the server's tables gets one line saying so.
+    """
+    report = find_lock_holders(link, older_than=older_than)
+    if report.unreadable is not None:
+        return [f"note: {report.unreadable}"]
+    return [
+        f"WARNING: a transaction has held locks for {h.open_seconds} s, blocking flips: "
+        + h.describe()
+        for h in report.holders
+    ]

@@ -12,6 +12,7 @@ from batchflag_db._connection import Connectable, connect
 from batchflag_db._schema import FLAG_COLUMN, KEY_COLUMN, STATUS_COLUMN, TABLE
 from batchflag_db._text import cell, table_lines
 from batchflag_db.errors import SchemaNotReadyError
+from batchflag_db.locks import stuck_warnings
 
 __all__ = ["STATUS_COLUMNS", "read_status", "status_lines"]
 
@@ -22,8 +23,10 @@ STATUS_COLUMNS = ("id", "batchDate", "batchNumber", STATUS_COLUMN, FLAG_COLUMN)
 def read_status(conn: Connectable, limit: int = 10) -> dict[str, Any]:
     """Return the current batch and the latest ``limit`` batches.
 
-    The result: ``{"columns": [...], "current_batch": row or None, "batches": [rows]}``,
-    each row a dict of :data:`STATUS_COLUMNS` (those the table has). The current
+    The result: ``{"warnings": [...], "columns": [...], "current_batch": row or None,
+    "batches": [rows]}``, each row a dict of :data:`STATUS_COLUMNS` (those the table
+    has); ``warnings`` names transactions that have held row locks for
+    :data:`~batchflag_db.locks.STUCK_AFTER` seconds or more (a forgotten commit). The current
     batch is found through the unique key column, as the wrapper reads it.
 
     Args:
@@ -54,7 +57,9 @@ def read_status(conn: Connectable, limit: int = 10) -> dict[str, Any]:
         latest = link.query(
             f"SELECT {select} FROM `{TABLE}` ORDER BY `id` DESC LIMIT :limit", limit=limit
         )
+        warnings = stuck_warnings(link)
     return {
+        "warnings": warnings,
         "columns": columns,
         "current_batch": dict(zip(columns, current.rows[0], strict=True)) if current.rows else None,
         "batches": [dict(zip(columns, row, strict=True)) for row in latest.rows],
@@ -75,6 +80,7 @@ def status_lines(view: dict[str, Any]) -> list[str]:
         ]
         suffix = f" ({', '.join(details)})" if details else ""
         lines = [f"current batch: {current_row['id']}{suffix}"]
+    lines += view.get("warnings", [])
     batches = view["batches"]
     lines.append("")
     if batches:

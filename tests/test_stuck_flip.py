@@ -12,7 +12,11 @@ from sqlalchemy.engine import URL
 
 import batchflag_db
 from batchflag_db import RetryPolicy, SchemaNotReadyError, TransactionConflictError
+from batchflag_db.dashboard import render_watch, take_snapshot
+from batchflag_db.doctor import diagnose
 from batchflag_db.errors import ER_LOCK_WAIT_TIMEOUT
+from batchflag_db.locks import STUCK_AFTER
+from batchflag_db.status import read_status, status_lines
 from tests.conftest import connect, run_cli
 
 pytestmark = pytest.mark.slow
@@ -139,3 +143,30 @@ class TestMissingRoutine:
             batchflag_db.set_current_batch(conn, 1)
         assert time.monotonic() - started < 1.5
         conn.close()
+
+
+class TestReports:
+    def test_status_doctor_and_watch_name_a_forgotten_flip(
+        self, migrated_url: URL, connect_db, add_batches, engine
+    ) -> None:
+        """After STUCK_AFTER seconds, status, doctor and watch each name the holder."""
+        (a,) = add_batches(1)
+        assert diagnose(engine).healthy
+        assert read_status(engine)["warnings"] == []
+        holder_id = _forgotten_flip(connect_db, a)
+        time.sleep(STUCK_AFTER + 0.5)
+        report = diagnose(engine)
+        assert not report.healthy
+        (problem,) = [f for f in report.problems if f.check == "open transactions"]
+        assert f"KILL {holder_id}" in (problem.fix or "")
+        (warning,) = read_status(engine)["warnings"]
+        assert f"connection {holder_id} (" in warning
+        assert any(
+            f"connection {holder_id} (" in line for line in status_lines(read_status(engine))
+        )
+        snapshot = take_snapshot(engine)
+        assert any(f"KILL {holder_id}" in line for line in snapshot.warnings)
+        assert f"KILL {holder_id}" in render_watch(snapshot, interval=1, width=10_000)
+        cli = run_cli("--url", migrated_url.render_as_string(hide_password=False), "doctor")
+        assert cli.returncode == 3, cli.stdout + cli.stderr
+        assert f"KILL {holder_id}" in cli.stdout
