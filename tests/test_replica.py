@@ -294,6 +294,7 @@ class TestStorm:
         _flip_on_primary(db, db.ids[0])  # the first flip, before the reader starts
         pair.wait_caught_up(30)
 
+        retries_before = pair.applier_state().retries
         reader = _Reader(db.connect("replica"))
         reader_thread = threading.Thread(target=reader.run, name="replica-reader")
         barrier = threading.Barrier(FLIPPERS + 1)
@@ -333,6 +334,7 @@ class TestStorm:
         reader.stop.set()
         reader_thread.join(30)
         reader.conn.close()
+        retried = pair.applier_state().retries - retries_before
 
         publish(
             "replica_storm",
@@ -341,7 +343,7 @@ class TestStorm:
             f"({sum(changed)} changed) in {flipped:.1f} s on the primary; reader on the "
             f"replica: {reader.polls} polls, {len(reader.bad)} bad, {len(reader.seen)} "
             f"distinct current batches seen; caught up {catch_up * 1000:.0f} ms after the "
-            "last flip",
+            f"last flip; the applier retried {retried} transactions",
         )
         assert errors == []
         assert not any(t.is_alive() for t in threads), "a flipper did not finish"
@@ -361,6 +363,48 @@ class TestStorm:
         current = [r[0] for r in rows["batchStatus"] if r[4] != 0]
         assert current == [previous]
         assert rows["currentBatchLock"] == ((1, 1 + sum(calls)),)
+
+    def test_the_two_statement_flip_is_torn_on_the_replica_too(
+        self, db: _Database, publish: Callable[[str, str], None]
+    ) -> None:
+        """The control: the reader above does catch a flip made of two transactions.
+
+        300 flips the old way (``UPDATE ... SET currentBatch = 0`` then ``= 1 WHERE
+        id = ?``, each its own autocommit transaction) on the primary: the replica
+        applies them one transaction at a time, and the reader sees no current row
+        in between.
+        """
+        pair = db.pair
+        admin = db.connect("primary")
+        with admin.cursor() as cur:
+            cur.execute("UPDATE batchStatus SET currentBatch = 1 WHERE id = %s", (db.ids[0],))
+        pair.wait_caught_up(30)
+        reader = _Reader(db.connect("replica"))
+        reader_thread = threading.Thread(target=reader.run, name="replica-reader")
+        reader_thread.start()
+        rng = random.Random(0)
+        try:
+            with admin.cursor() as cur:
+                for _ in range(300):
+                    cur.execute("UPDATE batchStatus SET currentBatch = 0")
+                    cur.execute(
+                        "UPDATE batchStatus SET currentBatch = 1 WHERE id = %s",
+                        (rng.choice(db.ids),),
+                    )
+            pair.wait_caught_up(60)
+        finally:
+            reader.stop.set()
+            reader_thread.join(30)
+            reader.conn.close()
+            admin.close()
+        torn = [b for b in reader.bad if "rows by the key" in b]
+        publish(
+            "replica_control",
+            f"replica control on {pair.kind.name}: 300 two-statement flips on the primary; "
+            f"reader on the replica: {reader.polls} polls, {len(torn)} saw no current row",
+        )
+        assert reader.crash is None, f"the reader crashed: {reader.crash!r}"
+        assert torn, "the reader never saw the gap between the two statements"
 
     def test_a_paced_flip_reaches_the_replica_quickly(
         self, db: _Database, publish: Callable[[str, str], None]

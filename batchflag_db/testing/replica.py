@@ -59,6 +59,9 @@ class ApplierState:
             ``slave_parallel_threads``; 0 on MariaDB means one applier thread).
         mode: How parallel work is ordered: MySQL ``replica_preserve_commit_order``
             (``ON``/``OFF``), MariaDB ``slave_parallel_mode`` (``optimistic``...).
+        retries: Transactions the applier rolled back and ran again since the server
+            started (MariaDB ``Slave_retried_transactions``, MySQL
+            ``COUNT_TRANSACTIONS_RETRIES`` of ``replication_applier_status``).
     """
 
     io_running: str
@@ -67,6 +70,7 @@ class ApplierState:
     seconds_behind: int | None
     workers: int
     mode: str
+    retries: int
 
     @property
     def running(self) -> bool:
@@ -255,17 +259,24 @@ class ReplicaPair:
         conn = self.replica.connect(autocommit=True, cursorclass=pymysql.cursors.DictCursor)
         try:
             with conn.cursor() as cur:
-                cur.execute("SHOW REPLICA STATUS" if self.flavour == "mysql" else "SHOW SLAVE STATUS")
+                cur.execute(
+                    "SHOW REPLICA STATUS" if self.flavour == "mysql" else "SHOW SLAVE STATUS"
+                )
                 row = cur.fetchone()
                 if self.flavour == "mysql":
                     cur.execute(
                         "SELECT @@global.replica_parallel_workers AS w, "
-                        "@@global.replica_preserve_commit_order AS m"
+                        "@@global.replica_preserve_commit_order AS m, "
+                        "(SELECT COUNT_TRANSACTIONS_RETRIES "
+                        "FROM performance_schema.replication_applier_status "
+                        "WHERE CHANNEL_NAME = '') AS r"
                     )
                 else:
                     cur.execute(
                         "SELECT @@global.slave_parallel_threads AS w, "
-                        "@@global.slave_parallel_mode AS m"
+                        "@@global.slave_parallel_mode AS m, "
+                        "(SELECT VARIABLE_VALUE FROM information_schema.GLOBAL_STATUS "
+                        "WHERE VARIABLE_NAME = 'SLAVE_RETRIED_TRANSACTIONS') AS r"
                     )
                 settings = cur.fetchone()
         finally:
@@ -288,6 +299,7 @@ class ReplicaPair:
             seconds_behind=None if behind is None else int(behind),
             workers=int(settings["w"]),
             mode=str(mode.decode() if isinstance(mode, bytes) else mode),
+            retries=int(settings["r"] or 0),
         )
 
     def wait_running(self, timeout: float = 30.0) -> ApplierState:
@@ -372,4 +384,3 @@ class ReplicaPair:
 
 def _url(server: ThrowawayServer) -> URL:
     return URL.create("mysql+pymysql", username="root", host="127.0.0.1", port=server.port)
-
