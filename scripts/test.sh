@@ -3,7 +3,7 @@
 # server kind (mariadb-10.11 from the host, mariadb-11.8 and mysql-9.7 from cached Debian
 # roots, built on first use). Extra arguments go to pytest, e.g.
 #   BATCHFLAG_TEST_SERVER=mariadb-10.11 scripts/test.sh -n 2 -m quick   # one kind, the quick part
-# (`quick` is every test that carries none of the slow markers: slow, stress, crash, galera, grouprepl).
+# (`quick` is every test that carries none of the slow markers: slow, stress, crash, galera, grouprepl, replica).
 # BATCHFLAG_TEST_SERVER=KIND runs one kind; BATCHFLAG_TEST_SERVERS="K1 K2" a list of them.
 set -euo pipefail
 cd "$(dirname "$0")/.."

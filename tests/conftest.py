@@ -144,7 +144,7 @@ def check_table(conn: pymysql.Connection, table: str = "batchStatus") -> list[tu
 
 
 #: Markers of the slow families; a test with none of them is also marked ``quick``.
-SLOW_MARKERS = ("slow", "stress", "crash", "galera", "grouprepl")
+SLOW_MARKERS = ("slow", "stress", "crash", "galera", "grouprepl", "replica")
 
 #: Families that run one cluster of their own whatever the run's kind: only on that kind.
 CLUSTER_FAMILY_KIND = {"galera": "mariadb-10.11", "grouprepl": "mysql-9.7"}

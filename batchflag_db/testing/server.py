@@ -55,6 +55,10 @@ class ThrowawayServer:
         keep_datadir: Leave the datadir on disk after :meth:`stop` (for crash tests).
         kind: The server kind (a :class:`~batchflag_db.testing.kinds.ServerKind` or its
             name, e.g. ``"mysql-9.7"``); None runs whatever the host has installed.
+        binlog: Keep the binary log. The default, False, passes ``--skip-log-bin`` (a
+            throwaway server needs no binary log, and MySQL writes one by default); a
+            replication source sets True and names its options in ``extra_args``
+            (:mod:`batchflag_db.testing.replica`).
 
     Raises:
         ServerNotAvailableError: No binaries of that kind here, nor a way to get them.
@@ -68,6 +72,7 @@ class ThrowawayServer:
         base_dir: str | None = None,
         keep_datadir: bool = False,
         kind: ServerKind | str | None = None,
+        binlog: bool = False,
     ) -> None:
         if kind is None:
             self.binaries: ServerBinaries = find_host_binaries()
@@ -79,6 +84,7 @@ class ThrowawayServer:
         self.durable = durable
         self.extra_args = list(extra_args)
         self.keep_datadir = keep_datadir
+        self.binlog = binlog
         self._tmp, inner = self.binaries.scratch_dir("batchflag-server-", base_dir)
         #: The datadir as this process sees it.
         self.datadir = self._tmp / "data"
@@ -121,14 +127,15 @@ class ThrowawayServer:
             f"--innodb-flush-log-at-trx-commit={1 if self.durable else 2}",
             "--max-connections=500",
         ]
-        if self.flavour == "mariadb":
+        if not self.binlog:
             args += ["--skip-log-bin"]
+        if self.flavour == "mariadb":
             if not self.durable:
                 args += ["--innodb-doublewrite=0"]
         else:
             # MySQL aborts unless secure-file-priv names an existing directory (Debian's
             # default does not exist in a minimal root); NULL turns file import/export off.
-            args += ["--skip-log-bin", "--mysqlx=OFF", "--secure-file-priv=NULL"]
+            args += ["--mysqlx=OFF", "--secure-file-priv=NULL"]
         if os.geteuid() == 0:
             args.append("--user=root")
         return self.binaries.command(self.binary, *args, *self.extra_args)
