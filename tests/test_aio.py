@@ -11,6 +11,7 @@ import logging
 from collections.abc import Awaitable, Callable, Iterator
 from typing import Any
 
+import pymysql
 import pytest
 from sqlalchemy import create_engine, pool
 from sqlalchemy.engine import URL
@@ -77,7 +78,12 @@ class PipelineFailedError(Exception):
 
 
 class TestAsyncEngine:
-    def test_set_unset_get(self, run_async: AsyncRunner, add_batches, connect_db) -> None:
+    def test_set_unset_get(
+        self,
+        run_async: AsyncRunner,
+        add_batches: Callable[[int], list[int]],
+        connect_db: Callable[..., pymysql.Connection],
+    ) -> None:
         """With an AsyncEngine each flip commits on its own and returns what it did."""
         a, b = add_batches(2)
 
@@ -102,7 +108,12 @@ class TestAsyncEngine:
         assert run_async(aio.get_current_batch) is None
         assert current_rows(connect_db()) == []
 
-    def test_logs_the_seeds_events(self, run_async: AsyncRunner, add_batches, caplog) -> None:
+    def test_logs_the_seeds_events(
+        self,
+        run_async: AsyncRunner,
+        add_batches: Callable[[int], list[int]],
+        caplog: pytest.LogCaptureFixture,
+    ) -> None:
         """The async flips log current_batch_flag_set/unset with batch_id and previous_batch_id."""
         a, b = add_batches(2)
 
@@ -122,7 +133,12 @@ class TestAsyncEngine:
 
 
 class TestAsyncConnection:
-    def test_joins_the_transaction(self, run_async: AsyncRunner, add_batches, connect_db) -> None:
+    def test_joins_the_transaction(
+        self,
+        run_async: AsyncRunner,
+        add_batches: Callable[[int], list[int]],
+        connect_db: Callable[..., pymysql.Connection],
+    ) -> None:
         """With an AsyncConnection the flip is the caller's until it commits; rollback undoes it."""
         a, b = add_batches(2)
         seen: dict[str, Any] = {}
@@ -144,7 +160,12 @@ class TestAsyncConnection:
 
 
 class TestAsyncContextManager:
-    def test_clean_exit_unsets(self, run_async: AsyncRunner, add_batches, connect_db) -> None:
+    def test_clean_exit_unsets(
+        self,
+        run_async: AsyncRunner,
+        add_batches: Callable[[int], list[int]],
+        connect_db: Callable[..., pymysql.Connection],
+    ) -> None:
         """Set on entry (visible to others), unset on a clean exit."""
         (a,) = add_batches(1)
         inside: list[Any] = []
@@ -157,7 +178,12 @@ class TestAsyncContextManager:
         assert inside == [Flip(a, None, True), [a]]
         assert current_rows(connect_db()) == []
 
-    def test_failure_leaves_it_set(self, run_async: AsyncRunner, add_batches, connect_db) -> None:
+    def test_failure_leaves_it_set(
+        self,
+        run_async: AsyncRunner,
+        add_batches: Callable[[int], list[int]],
+        connect_db: Callable[..., pymysql.Connection],
+    ) -> None:
         """A failing block leaves the batch current and its error propagates unchanged."""
         (a,) = add_batches(1)
         error = PipelineFailedError("stage 2")
@@ -172,7 +198,10 @@ class TestAsyncContextManager:
         assert current_rows(connect_db()) == [a]
 
     def test_cancellation_leaves_it_set(
-        self, run_async: AsyncRunner, add_batches, connect_db
+        self,
+        run_async: AsyncRunner,
+        add_batches: Callable[[int], list[int]],
+        connect_db: Callable[..., pymysql.Connection],
     ) -> None:
         """A cancelled pipeline task counts as a failure: the flag stays, CancelledError propagates."""
         (a,) = add_batches(1)
@@ -198,7 +227,10 @@ class TestAsyncContextManager:
         assert current_rows(connect_db()) == [a]
 
     def test_unknown_batch_never_runs_the_block(
-        self, run_async: AsyncRunner, add_batches, connect_db
+        self,
+        run_async: AsyncRunner,
+        add_batches: Callable[[int], list[int]],
+        connect_db: Callable[..., pymysql.Connection],
     ) -> None:
         """A missing batch raises on entry; the block does not run."""
         (a,) = add_batches(1)
@@ -263,7 +295,12 @@ class TestAsyncErrors:
 @pytest.mark.slow
 class TestAsyncRetry:
     def test_engine_retries_a_real_deadlock(
-        self, run_async: AsyncRunner, migrated_url: URL, add_batches, connect_db, retry_events
+        self,
+        run_async: AsyncRunner,
+        migrated_url: URL,
+        add_batches: Callable[[int], list[int]],
+        connect_db: Callable[..., pymysql.Connection],
+        retry_events: Callable[..., RetryEvents],
     ) -> None:
         """A genuine deadlock in a flip the AsyncEngine owns is retried and then lands."""
         ids = add_batches(40)
@@ -283,7 +320,12 @@ class TestAsyncRetry:
         assert current_rows(connect_db()) == [ids[0]]
 
     def test_deadlock_in_a_transaction_raises(
-        self, run_async: AsyncRunner, migrated_url: URL, add_batches, connect_db, retry_events
+        self,
+        run_async: AsyncRunner,
+        migrated_url: URL,
+        add_batches: Callable[[int], list[int]],
+        connect_db: Callable[..., pymysql.Connection],
+        retry_events: Callable[..., RetryEvents],
     ) -> None:
         """In an AsyncConnection's transaction a deadlock raises TransactionConflictError at once."""
         ids = add_batches(40)
@@ -305,7 +347,12 @@ class TestAsyncRetry:
         assert current_rows(connect_db()) == []
 
     def test_lock_wait_timeout_is_retried(
-        self, run_async: AsyncRunner, migrated_url: URL, add_batches, connect_db, retry_events
+        self,
+        run_async: AsyncRunner,
+        migrated_url: URL,
+        add_batches: Callable[[int], list[int]],
+        connect_db: Callable[..., pymysql.Connection],
+        retry_events: Callable[..., RetryEvents],
     ) -> None:
         """A 1205 is retried with backoff; the attempt after the lock is freed succeeds."""
         (a,) = add_batches(1)
@@ -323,7 +370,11 @@ class TestAsyncRetry:
         assert current_rows(connect_db()) == [a]
 
     def test_lock_wait_gives_up(
-        self, run_async: AsyncRunner, migrated_url: URL, add_batches, retry_events
+        self,
+        run_async: AsyncRunner,
+        migrated_url: URL,
+        add_batches: Callable[[int], list[int]],
+        retry_events: Callable[..., RetryEvents],
     ) -> None:
         """With the lock never freed the async API stops after the policy's attempts."""
         (a,) = add_batches(1)
@@ -342,7 +393,12 @@ class TestAsyncRetry:
         assert len(events.records) == 1
 
     def test_autocommit_connection_is_retried(
-        self, run_async: AsyncRunner, migrated_url: URL, add_batches, connect_db, retry_events
+        self,
+        run_async: AsyncRunner,
+        migrated_url: URL,
+        add_batches: Callable[[int], list[int]],
+        connect_db: Callable[..., pymysql.Connection],
+        retry_events: Callable[..., RetryEvents],
     ) -> None:
         """An AsyncConnection in AUTOCOMMIT isolation owns nothing a retry could lose: retried."""
         (a,) = add_batches(1)

@@ -7,7 +7,10 @@ import json
 import logging
 import subprocess
 import sys
+from collections.abc import Callable
+from typing import Any
 
+import pymysql
 import pytest
 import structlog
 from sqlalchemy import create_engine, pool, text
@@ -29,7 +32,12 @@ from tests.conftest import connect, current_rows
 
 
 class TestWithEngine:
-    def test_set_commits_on_its_own(self, engine: Engine, add_batches, connect_db) -> None:
+    def test_set_commits_on_its_own(
+        self,
+        engine: Engine,
+        add_batches: Callable[[int], list[int]],
+        connect_db: Callable[..., pymysql.Connection],
+    ) -> None:
         """With an Engine the procedure runs in its own transaction and commits it."""
         a, b = add_batches(2)
         flip = set_current_batch(engine, a)
@@ -39,13 +47,20 @@ class TestWithEngine:
         assert current_rows(connect_db()) == [b]
         assert get_current_batch(engine) == b
 
-    def test_already_current_is_a_no_op(self, engine: Engine, add_batches) -> None:
+    def test_already_current_is_a_no_op(
+        self, engine: Engine, add_batches: Callable[[int], list[int]]
+    ) -> None:
         """Setting the current batch again succeeds and reports no change."""
         (a,) = add_batches(1)
         set_current_batch(engine, a)
         assert set_current_batch(engine, a) == batchflag_db.Flip(a, a, False)
 
-    def test_unset(self, engine: Engine, add_batches, connect_db) -> None:
+    def test_unset(
+        self,
+        engine: Engine,
+        add_batches: Callable[[int], list[int]],
+        connect_db: Callable[..., pymysql.Connection],
+    ) -> None:
         """Unset clears the current batch; unsetting a non-current batch changes nothing."""
         a, b = add_batches(2)
         set_current_batch(engine, a)
@@ -56,7 +71,12 @@ class TestWithEngine:
 
 
 class TestWithConnection:
-    def test_joins_the_callers_transaction(self, engine: Engine, add_batches, connect_db) -> None:
+    def test_joins_the_callers_transaction(
+        self,
+        engine: Engine,
+        add_batches: Callable[[int], list[int]],
+        connect_db: Callable[..., pymysql.Connection],
+    ) -> None:
         """With a Connection the flip is part of the caller's transaction until it commits."""
         a, b = add_batches(2)
         set_current_batch(engine, a)
@@ -71,7 +91,10 @@ class TestWithConnection:
         assert current_rows(connect_db()) == [b]
 
     def test_commit_applies_when_the_flip_is_the_first_statement(
-        self, engine: Engine, add_batches, connect_db
+        self,
+        engine: Engine,
+        add_batches: Callable[[int], list[int]],
+        connect_db: Callable[..., pymysql.Connection],
     ) -> None:
         """A flip as a Connection's first statement begins its transaction: commit() keeps it."""
         (a,) = add_batches(1)
@@ -81,14 +104,21 @@ class TestWithConnection:
             conn.commit()
         assert current_rows(connect_db()) == [a]
 
-    def test_close_without_commit_discards(self, engine: Engine, add_batches, connect_db) -> None:
+    def test_close_without_commit_discards(
+        self,
+        engine: Engine,
+        add_batches: Callable[[int], list[int]],
+        connect_db: Callable[..., pymysql.Connection],
+    ) -> None:
         """Closing a Connection without commit() rolls the flip back, as for any statement."""
         (a,) = add_batches(1)
         with engine.connect() as conn:
             set_current_batch(conn, a)
         assert current_rows(connect_db()) == []
 
-    def test_connection_stays_usable_after_calls(self, engine: Engine, add_batches) -> None:
+    def test_connection_stays_usable_after_calls(
+        self, engine: Engine, add_batches: Callable[[int], list[int]]
+    ) -> None:
         """After several flips on one Connection every result set was read: SQL still works."""
         a, b = add_batches(2)
         with engine.connect() as conn:
@@ -101,7 +131,13 @@ class TestWithConnection:
 
 class TestWithPEP249:
     @pytest.mark.parametrize("autocommit", [True, False])
-    def test_pymysql(self, migrated_url: URL, add_batches, connect_db, autocommit: bool) -> None:
+    def test_pymysql(
+        self,
+        migrated_url: URL,
+        add_batches: Callable[[int], list[int]],
+        connect_db: Callable[..., pymysql.Connection],
+        autocommit: bool,
+    ) -> None:
         """A PyMySQL connection works in both autocommit modes; off, the caller commits."""
         a, b = add_batches(2)
         conn = connect(migrated_url, autocommit=autocommit)
@@ -140,7 +176,11 @@ class TestErrors:
         ],
     )
     def test_invalid_ids_are_refused_before_the_server(
-        self, engine: Engine, add_batches, connect_db, bad
+        self,
+        engine: Engine,
+        add_batches: Callable[[int], list[int]],
+        connect_db: Callable[..., pymysql.Connection],
+        bad: Any,
     ) -> None:
         """Anything but a positive BIGINT raises InvalidBatchIdError and changes nothing."""
         (a,) = add_batches(1)
@@ -151,7 +191,12 @@ class TestErrors:
             unset_current_batch(engine, bad)
         assert current_rows(connect_db()) == [a]
 
-    def test_unknown_batch(self, engine: Engine, add_batches, connect_db) -> None:
+    def test_unknown_batch(
+        self,
+        engine: Engine,
+        add_batches: Callable[[int], list[int]],
+        connect_db: Callable[..., pymysql.Connection],
+    ) -> None:
         """A missing id raises BatchNotFoundError naming it; the server's errno is kept."""
         (a,) = add_batches(1)
         set_current_batch(engine, a)
@@ -172,7 +217,9 @@ class TestErrors:
             get_current_batch(eng)
         eng.dispose()
 
-    def test_procedures_dropped(self, engine: Engine, add_batches) -> None:
+    def test_procedures_dropped(
+        self, engine: Engine, add_batches: Callable[[int], list[int]]
+    ) -> None:
         """A database whose procedures were dropped raises SchemaNotReadyError."""
         (a,) = add_batches(1)
         with engine.begin() as conn:
@@ -190,7 +237,9 @@ class TestErrors:
 
 
 class TestLookup:
-    def test_lookup_uses_the_unique_index(self, engine: Engine, add_batches) -> None:
+    def test_lookup_uses_the_unique_index(
+        self, engine: Engine, add_batches: Callable[[int], list[int]]
+    ) -> None:
         """get_current_batch's query is a const lookup on the key's UNIQUE index, not a scan."""
         ids = add_batches(50)
         set_current_batch(engine, ids[10])
@@ -206,7 +255,10 @@ class TestLookup:
 
 class TestLogging:
     def test_events_name_the_batch_and_the_previous_one(
-        self, engine: Engine, add_batches, caplog
+        self,
+        engine: Engine,
+        add_batches: Callable[[int], list[int]],
+        caplog: pytest.LogCaptureFixture,
     ) -> None:
         """Each flip logs the seed's event name at INFO, with batch_id and previous_batch_id fields."""
         a, b = add_batches(2)
@@ -228,7 +280,12 @@ class TestLogging:
         )
         assert {r.name for r in caplog.records} == {"batchflag_db"}
 
-    def test_failed_flip_logs_no_flag_event(self, engine: Engine, add_batches, caplog) -> None:
+    def test_failed_flip_logs_no_flag_event(
+        self,
+        engine: Engine,
+        add_batches: Callable[[int], list[int]],
+        caplog: pytest.LogCaptureFixture,
+    ) -> None:
         """A flip that fails logs nothing claiming it happened; the error is the caller's to log."""
         (a,) = add_batches(1)
         with (
@@ -238,7 +295,9 @@ class TestLogging:
             set_current_batch(engine, a + 1)
         assert caplog.records == []
 
-    def test_structlog_renders_the_seeds_event(self, engine: Engine, add_batches) -> None:
+    def test_structlog_renders_the_seeds_event(
+        self, engine: Engine, add_batches: Callable[[int], list[int]]
+    ) -> None:
         """Through structlog's stdlib bridge (ExtraAdder) the event reads exactly as in the seed."""
         a, b = add_batches(2)
         out = io.StringIO()
@@ -271,7 +330,9 @@ class TestLogging:
             "attempts": 1,
         }
 
-    def test_the_library_configures_no_logging(self, engine: Engine, add_batches) -> None:
+    def test_the_library_configures_no_logging(
+        self, engine: Engine, add_batches: Callable[[int], list[int]]
+    ) -> None:
         """Importing and using the library adds no handler, level or basicConfig anywhere."""
         (a,) = add_batches(1)
         url = engine.url.render_as_string(hide_password=False)

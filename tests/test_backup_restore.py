@@ -154,7 +154,11 @@ class TestMissingDefiner:
         return dump(url, tmp_path / "dump.sql"), a, b
 
     def test_call_fails_with_1449_until_the_definer_exists(
-        self, migrated_by_service_account, target_url: URL, target_server: URL, tmp_path: Path
+        self,
+        migrated_by_service_account: tuple[URL, str, str],
+        target_url: URL,
+        target_server: URL,
+        tmp_path: Path,
     ) -> None:
         """Restored as-is on a server without the definer: 1449 on CALL, nothing changes.
 
@@ -188,7 +192,7 @@ class TestMissingDefiner:
         conn.close()
 
     def test_loading_without_definer_clauses(
-        self, migrated_by_service_account, target_url: URL, tmp_path: Path
+        self, migrated_by_service_account: tuple[URL, str, str], target_url: URL, tmp_path: Path
     ) -> None:
         """The other fix: strip DEFINER=... from the dump; the loading account becomes the definer."""
         source_url, _, _ = migrated_by_service_account

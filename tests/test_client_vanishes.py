@@ -30,6 +30,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import pymysql
@@ -105,7 +106,11 @@ def wait_until_gone(observer: pymysql.Connection, thread_id: int, timeout: float
 
 
 @pytest.fixture
-def scene(migrated_url: URL, add_batches, connect_db) -> Iterator[Callable[[str], Scene]]:
+def scene(
+    migrated_url: URL,
+    add_batches: Callable[[int], list[int]],
+    connect_db: Callable[..., pymysql.Connection],
+) -> Iterator[Callable[[str], Scene]]:
     """Factory: batch a current, and a holder session blocking a flip to b at ``point``."""
     holders: list[pymysql.Connection] = []
 
@@ -181,7 +186,7 @@ def sigkill(proc: subprocess.Popen[str]) -> None:
 
 
 @pytest.fixture
-def start_victim(tmp_path) -> Iterator[Callable[..., tuple[subprocess.Popen[str], int]]]:
+def start_victim(tmp_path: Path) -> Iterator[Callable[..., tuple[subprocess.Popen[str], int]]]:
     """Factory: a client process that flips ``batch``; returns it and its connection id.
 
     Every process it started is killed and reaped afterwards, even when a test fails.
@@ -233,7 +238,13 @@ def start_victim(tmp_path) -> Iterator[Callable[..., tuple[subprocess.Popen[str]
 class TestClientProcessKilled:
     @pytest.mark.parametrize("mode", list(MODES))
     @pytest.mark.parametrize("point", BLOCK_POINTS)
-    def test_sigkill_while_waiting(self, scene, start_victim, point: str, mode: str) -> None:
+    def test_sigkill_while_waiting(
+        self,
+        scene: Callable[[str], Scene],
+        start_victim: Callable[..., tuple[subprocess.Popen[str], int]],
+        point: str,
+        mode: str,
+    ) -> None:
         """A client SIGKILLed while its CALL waits: a, or (own transaction only) b; no lock left."""
         s = scene(point)
         proc, thread_id = start_victim(s, MODES[mode], s.b, "exit")
@@ -251,7 +262,11 @@ class TestClientProcessKilled:
             f"session ended {gone:.2f}s after release, next caller {took * 1000:.0f} ms"
         )
 
-    def test_sigkill_after_call_before_commit(self, scene, start_victim) -> None:
+    def test_sigkill_after_call_before_commit(
+        self,
+        scene: Callable[[str], Scene],
+        start_victim: Callable[..., tuple[subprocess.Popen[str], int]],
+    ) -> None:
         """A client killed between its CALL and its COMMIT: nothing committed, lock released."""
         s = scene("lock-row")
         s.holder.rollback()  # nothing blocks: the CALL completes inside the client's transaction
@@ -285,7 +300,7 @@ def _call_in_thread(
 class TestKilledFromAnotherSession:
     @pytest.mark.parametrize("mode", list(MODES))
     @pytest.mark.parametrize("point", BLOCK_POINTS)
-    def test_kill_query(self, scene, point: str, mode: str) -> None:
+    def test_kill_query(self, scene: Callable[[str], Scene], point: str, mode: str) -> None:
         """KILL QUERY mid-call: the caller gets an error, the old batch stays, no lock is left.
 
         In the caller's transaction, even a careless COMMIT after the error commits
@@ -314,7 +329,7 @@ class TestKilledFromAnotherSession:
 
     @pytest.mark.parametrize("mode", list(MODES))
     @pytest.mark.parametrize("point", BLOCK_POINTS)
-    def test_kill_connection(self, scene, point: str, mode: str) -> None:
+    def test_kill_connection(self, scene: Callable[[str], Scene], point: str, mode: str) -> None:
         """KILL CONNECTION mid-call: the caller sees a lost connection; the old batch stays."""
         s = scene(point)
         victim = connect(s.url, autocommit=MODES[mode])
@@ -335,7 +350,7 @@ class TestKilledFromAnotherSession:
 class TestNetworkTimeout:
     @pytest.mark.parametrize("mode", list(MODES))
     @pytest.mark.parametrize("point", BLOCK_POINTS)
-    def test_read_timeout(self, scene, point: str, mode: str) -> None:
+    def test_read_timeout(self, scene: Callable[[str], Scene], point: str, mode: str) -> None:
         """The client gives up (read_timeout) while the CALL waits; the server cleans up.
 
         The client cannot know whether its flip happened: in its own transaction

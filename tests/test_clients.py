@@ -131,7 +131,12 @@ def opened(migrated_url: URL) -> Iterator[Callable[[Driver, bool], Any]]:
 
 
 class TestCommandLineClient:
-    def test_standalone(self, mysql_client, add_batches, connect_db) -> None:
+    def test_standalone(
+        self,
+        mysql_client: Callable[[str], subprocess.CompletedProcess[str]],
+        add_batches: Callable[[int], list[int]],
+        connect_db: Callable[..., pymysql.Connection],
+    ) -> None:
         """The mariadb client (autocommit on) flips with CALL and prints the result row."""
         a, b = add_batches(2)
         out = mysql_client(f"CALL set_current_batch({a}); CALL set_current_batch({b});")
@@ -149,7 +154,11 @@ class TestCommandLineClient:
 
     @pytest.mark.parametrize("begin", ["START TRANSACTION", "SET autocommit = 0"])
     def test_transaction_commit_and_rollback(
-        self, mysql_client, add_batches, connect_db, begin: str
+        self,
+        mysql_client: Callable[[str], subprocess.CompletedProcess[str]],
+        add_batches: Callable[[int], list[int]],
+        connect_db: Callable[..., pymysql.Connection],
+        begin: str,
     ) -> None:
         """Inside a client transaction the flip commits or rolls back with the caller's work."""
         a, b = add_batches(2)
@@ -171,7 +180,10 @@ class TestCommandLineClient:
             assert cur.fetchone() == (42,)
 
     def test_error_exits_non_zero_with_the_message(
-        self, mysql_client, add_batches, connect_db
+        self,
+        mysql_client: Callable[[str], subprocess.CompletedProcess[str]],
+        add_batches: Callable[[int], list[int]],
+        connect_db: Callable[..., pymysql.Connection],
     ) -> None:
         """An unknown batch stops the client with the procedure's errno, SQLSTATE and message."""
         (a,) = add_batches(1)
@@ -183,7 +195,10 @@ class TestCommandLineClient:
         assert current_rows(connect_db()) == []
 
     def test_error_inside_a_transaction_keeps_the_callers_work(
-        self, migrated_url: URL, add_batches, connect_db
+        self,
+        migrated_url: URL,
+        add_batches: Callable[[int], list[int]],
+        connect_db: Callable[..., pymysql.Connection],
     ) -> None:
         """With --force, a failed CALL undoes only itself; the rest of the transaction commits."""
         (a,) = add_batches(1)
@@ -208,7 +223,13 @@ class TestCommandLineClient:
 
 
 class TestDBAPIDrivers:
-    def test_standalone(self, driver: Driver, opened, add_batches, connect_db) -> None:
+    def test_standalone(
+        self,
+        driver: Driver,
+        opened: Callable[[Driver, bool], Any],
+        add_batches: Callable[[int], list[int]],
+        connect_db: Callable[..., pymysql.Connection],
+    ) -> None:
         """Autocommit on: CALL commits on its own; the connection stays usable after the result sets."""
         a, b = add_batches(2)
         conn = opened(driver, True)
@@ -224,7 +245,12 @@ class TestDBAPIDrivers:
 
     @pytest.mark.parametrize("autocommit", [False, True], ids=["autocommit-off", "explicit-begin"])
     def test_transaction_commit(
-        self, driver: Driver, opened, add_batches, connect_db, autocommit: bool
+        self,
+        driver: Driver,
+        opened: Callable[[Driver, bool], Any],
+        add_batches: Callable[[int], list[int]],
+        connect_db: Callable[..., pymysql.Connection],
+        autocommit: bool,
     ) -> None:
         """In a transaction the flip is invisible to others until COMMIT, then visible."""
         a, b = add_batches(2)
@@ -239,7 +265,12 @@ class TestDBAPIDrivers:
 
     @pytest.mark.parametrize("autocommit", [False, True], ids=["autocommit-off", "explicit-begin"])
     def test_transaction_rollback(
-        self, driver: Driver, opened, add_batches, connect_db, autocommit: bool
+        self,
+        driver: Driver,
+        opened: Callable[[Driver, bool], Any],
+        add_batches: Callable[[int], list[int]],
+        connect_db: Callable[..., pymysql.Connection],
+        autocommit: bool,
     ) -> None:
         """A rollback takes the flip back with the rest of the caller's transaction."""
         a, b = add_batches(2)
@@ -257,7 +288,12 @@ class TestDBAPIDrivers:
             check.execute("SELECT batchNumber FROM batchStatus WHERE id = %s", (b,))
             assert check.fetchone() == (2,)
 
-    def test_error_carries_errno(self, driver: Driver, opened, add_batches) -> None:
+    def test_error_carries_errno(
+        self,
+        driver: Driver,
+        opened: Callable[[Driver, bool], Any],
+        add_batches: Callable[[int], list[int]],
+    ) -> None:
         """Each driver reports the procedure's SIGNAL as errno 31002 with its message."""
         (a,) = add_batches(1)
         conn = opened(driver, True)
@@ -269,7 +305,14 @@ class TestDBAPIDrivers:
 
 class TestDBAPIWithTheWrapper:
     @pytest.mark.parametrize("autocommit", [True, False])
-    def test_flips(self, driver: Driver, opened, add_batches, connect_db, autocommit: bool) -> None:
+    def test_flips(
+        self,
+        driver: Driver,
+        opened: Callable[[Driver, bool], Any],
+        add_batches: Callable[[int], list[int]],
+        connect_db: Callable[..., pymysql.Connection],
+        autocommit: bool,
+    ) -> None:
         """The wrapper takes each driver's connection; autocommit off means the caller commits."""
         a, b = add_batches(2)
         conn = opened(driver, autocommit)
@@ -283,7 +326,13 @@ class TestDBAPIWithTheWrapper:
         conn.commit()
         assert current_rows(connect_db()) == []
 
-    def test_rollback(self, driver: Driver, opened, add_batches, connect_db) -> None:
+    def test_rollback(
+        self,
+        driver: Driver,
+        opened: Callable[[Driver, bool], Any],
+        add_batches: Callable[[int], list[int]],
+        connect_db: Callable[..., pymysql.Connection],
+    ) -> None:
         """With autocommit off, rolling back undoes the wrapper's flip."""
         (a,) = add_batches(1)
         conn = opened(driver, False)
@@ -292,7 +341,13 @@ class TestDBAPIWithTheWrapper:
         assert current_rows(connect_db()) == []
         assert get_current_batch(conn) is None
 
-    def test_typed_errors(self, driver: Driver, opened, add_batches, connect_db) -> None:
+    def test_typed_errors(
+        self,
+        driver: Driver,
+        opened: Callable[[Driver, bool], Any],
+        add_batches: Callable[[int], list[int]],
+        connect_db: Callable[..., pymysql.Connection],
+    ) -> None:
         """Each driver's error becomes BatchNotFoundError with errno 31002; the connection lives on."""
         (a,) = add_batches(1)
         conn = opened(driver, True)
@@ -303,7 +358,13 @@ class TestDBAPIWithTheWrapper:
         assert set_current_batch(conn, a).changed is True
         assert current_rows(connect_db()) == [a]
 
-    def test_context_manager(self, driver: Driver, opened, add_batches, connect_db) -> None:
+    def test_context_manager(
+        self,
+        driver: Driver,
+        opened: Callable[[Driver, bool], Any],
+        add_batches: Callable[[int], list[int]],
+        connect_db: Callable[..., pymysql.Connection],
+    ) -> None:
         """current_batch() works on each driver's autocommit connection."""
         (a,) = add_batches(1)
         conn = opened(driver, True)
@@ -316,13 +377,20 @@ class TestEveryFunctionTakesEveryConnection:
     """The public functions beyond the flips accept each driver's PEP 249 connection too."""
 
     @pytest.mark.parametrize("autocommit", [True, False])
-    def test_doctor(self, driver: Driver, opened, autocommit: bool) -> None:
+    def test_doctor(
+        self, driver: Driver, opened: Callable[[Driver, bool], Any], autocommit: bool
+    ) -> None:
         """diagnose() checks the database through the connection, healthy at head."""
         report = diagnose(opened(driver, autocommit))
         assert report.healthy, report.lines()
         assert report.revision == report.head
 
-    def test_doctor_finds_a_problem(self, driver: Driver, opened, connect_db) -> None:
+    def test_doctor_finds_a_problem(
+        self,
+        driver: Driver,
+        opened: Callable[[Driver, bool], Any],
+        connect_db: Callable[..., pymysql.Connection],
+    ) -> None:
         """Through a PEP 249 connection doctor still sees a dropped index, with its fix."""
         with connect_db(autocommit=True).cursor() as cur:
             cur.execute("ALTER TABLE batchStatus DROP INDEX uq_batchStatus_currentBatchKey")
@@ -331,7 +399,11 @@ class TestEveryFunctionTakesEveryConnection:
         assert report.problems[0].fix == "batchflag downgrade 0001 && batchflag upgrade"
 
     def test_doctor_leaves_the_callers_transaction_alone(
-        self, driver: Driver, opened, add_batches, connect_db
+        self,
+        driver: Driver,
+        opened: Callable[[Driver, bool], Any],
+        add_batches: Callable[[int], list[int]],
+        connect_db: Callable[..., pymysql.Connection],
     ) -> None:
         """Doctor neither commits nor rolls back: the caller's pending flip stays pending."""
         (a,) = add_batches(1)
@@ -343,7 +415,13 @@ class TestEveryFunctionTakesEveryConnection:
         conn.commit()
         assert current_rows(connect_db()) == [a]
 
-    def test_grants(self, driver: Driver, opened, connect_db, migrated_url: URL) -> None:
+    def test_grants(
+        self,
+        driver: Driver,
+        opened: Callable[[Driver, bool], Any],
+        connect_db: Callable[..., pymysql.Connection],
+        migrated_url: URL,
+    ) -> None:
         """grant() and column_write_statements() work on the connection; '%' reaches the server."""
         user = f"bf_any_{driver.name.replace('-', '_')}"
         root = connect_db(autocommit=True)
@@ -365,7 +443,12 @@ class TestEveryFunctionTakesEveryConnection:
             with root.cursor() as cur:
                 cur.execute(f"DROP USER IF EXISTS '{user}'@'%'")
 
-    def test_dashboard_and_status(self, driver: Driver, opened, add_batches) -> None:
+    def test_dashboard_and_status(
+        self,
+        driver: Driver,
+        opened: Callable[[Driver, bool], Any],
+        add_batches: Callable[[int], list[int]],
+    ) -> None:
         """Resolution, history, the watch snapshot and the status view read through it."""
         a, b = add_batches(2)
         conn = opened(driver, True)
@@ -401,7 +484,12 @@ def dialect_engine(request: pytest.FixtureRequest, migrated_url: URL) -> Iterato
 
 
 class TestSQLAlchemySync:
-    def test_standalone(self, dialect_engine: Engine, add_batches, connect_db) -> None:
+    def test_standalone(
+        self,
+        dialect_engine: Engine,
+        add_batches: Callable[[int], list[int]],
+        connect_db: Callable[..., pymysql.Connection],
+    ) -> None:
         """text('CALL ...') on an AUTOCOMMIT connection commits on its own."""
         (a,) = add_batches(1)
         with dialect_engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
@@ -414,7 +502,11 @@ class TestSQLAlchemySync:
         ("dialect", "desyncs"), [("pymysql", False), ("mysqldb", False), ("mysqlconnector", True)]
     )
     def test_two_calls_on_one_connection(
-        self, migrated_url: URL, add_batches, dialect: str, desyncs: bool
+        self,
+        migrated_url: URL,
+        add_batches: Callable[[int], list[int]],
+        dialect: str,
+        desyncs: bool,
     ) -> None:
         """Through SQLAlchemy, mysql-connector-python leaves CALL's last result unread.
 
@@ -448,7 +540,10 @@ class TestSQLAlchemySync:
             assert outcome == f"rows {[(b, a, 1)]}"
 
     def test_transaction_commit_and_rollback(
-        self, dialect_engine: Engine, add_batches, connect_db
+        self,
+        dialect_engine: Engine,
+        add_batches: Callable[[int], list[int]],
+        connect_db: Callable[..., pymysql.Connection],
     ) -> None:
         """In engine.begin() the flip commits with the block; conn.rollback() takes it back."""
         a, b = add_batches(2)
@@ -461,7 +556,12 @@ class TestSQLAlchemySync:
             conn.rollback()
         assert current_rows(connect_db()) == [a]
 
-    def test_wrapper(self, dialect_engine: Engine, add_batches, connect_db) -> None:
+    def test_wrapper(
+        self,
+        dialect_engine: Engine,
+        add_batches: Callable[[int], list[int]],
+        connect_db: Callable[..., pymysql.Connection],
+    ) -> None:
         """The wrapper works through every sync dialect: Engine, Connection, errors."""
         a, b = add_batches(2)
         assert set_current_batch(dialect_engine, a) == Flip(a, None, True)
@@ -479,7 +579,11 @@ class TestSQLAlchemySync:
 class TestSQLAlchemyAsync:
     @pytest.mark.parametrize("async_driver", ["aiomysql", "asyncmy"])
     def test_standalone_commit_and_rollback(
-        self, migrated_url: URL, add_batches, connect_db, async_driver: str
+        self,
+        migrated_url: URL,
+        add_batches: Callable[[int], list[int]],
+        connect_db: Callable[..., pymysql.Connection],
+        async_driver: str,
     ) -> None:
         """The async drivers CALL through SQLAlchemy: autocommit, commit and rollback paths."""
         a, b, c = add_batches(3)

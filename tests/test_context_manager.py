@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+import pymysql
 import pytest
 from sqlalchemy import text
 from sqlalchemy.engine import URL, Engine
@@ -30,7 +31,12 @@ def failing_stage(work: Callable[[], object]) -> None:
 
 
 class TestCleanExit:
-    def test_set_inside_unset_after(self, engine: Engine, add_batches, connect_db) -> None:
+    def test_set_inside_unset_after(
+        self,
+        engine: Engine,
+        add_batches: Callable[[int], list[int]],
+        connect_db: Callable[..., pymysql.Connection],
+    ) -> None:
         """Inside the block the batch is current for everyone; after a clean exit none is."""
         (a,) = add_batches(1)
         with current_batch(engine, a) as flip:
@@ -38,7 +44,12 @@ class TestCleanExit:
             assert current_rows(connect_db()) == [a]  # committed: the dashboard sees it
         assert current_rows(connect_db()) == []
 
-    def test_reports_the_batch_it_replaced(self, engine: Engine, add_batches, connect_db) -> None:
+    def test_reports_the_batch_it_replaced(
+        self,
+        engine: Engine,
+        add_batches: Callable[[int], list[int]],
+        connect_db: Callable[..., pymysql.Connection],
+    ) -> None:
         """Entering over another current batch replaces it; the Flip names the one replaced."""
         a, b = add_batches(2)
         set_current_batch(engine, a)
@@ -48,7 +59,10 @@ class TestCleanExit:
         assert current_rows(connect_db()) == []
 
     def test_block_that_moved_on_is_not_undone(
-        self, engine: Engine, add_batches, connect_db
+        self,
+        engine: Engine,
+        add_batches: Callable[[int], list[int]],
+        connect_db: Callable[..., pymysql.Connection],
     ) -> None:
         """If the block made another batch current, the exit leaves that batch alone."""
         a, b = add_batches(2)
@@ -59,7 +73,10 @@ class TestCleanExit:
 
 class TestBlockRaises:
     def test_flag_left_set_and_error_propagates(
-        self, engine: Engine, add_batches, connect_db
+        self,
+        engine: Engine,
+        add_batches: Callable[[int], list[int]],
+        connect_db: Callable[..., pymysql.Connection],
     ) -> None:
         """A failing block leaves its batch current (the dashboard shows it) and re-raises as is."""
         (a,) = add_batches(1)
@@ -72,7 +89,10 @@ class TestBlockRaises:
         assert get_current_batch(engine) == a
 
     def test_keyboard_interrupt_leaves_it_set_too(
-        self, engine: Engine, add_batches, connect_db
+        self,
+        engine: Engine,
+        add_batches: Callable[[int], list[int]],
+        connect_db: Callable[..., pymysql.Connection],
     ) -> None:
         """Any exception, not only Exception subclasses, leaves the flag set."""
         (a,) = add_batches(1)
@@ -81,7 +101,10 @@ class TestBlockRaises:
         assert current_rows(connect_db()) == [a]
 
     def test_next_run_takes_over_the_failed_batch(
-        self, engine: Engine, add_batches, connect_db
+        self,
+        engine: Engine,
+        add_batches: Callable[[int], list[int]],
+        connect_db: Callable[..., pymysql.Connection],
     ) -> None:
         """After a failed run, the next run's batch replaces the failed one and clears on success."""
         a, b = add_batches(2)
@@ -94,7 +117,10 @@ class TestBlockRaises:
 
 class TestEntryFails:
     def test_unknown_batch_never_runs_the_block(
-        self, engine: Engine, add_batches, connect_db
+        self,
+        engine: Engine,
+        add_batches: Callable[[int], list[int]],
+        connect_db: Callable[..., pymysql.Connection],
     ) -> None:
         """A missing batch raises on entry, the block does not run, the current batch stays."""
         (a,) = add_batches(1)
@@ -116,7 +142,10 @@ class TestEntryFails:
 
 class TestTransactions:
     def test_in_a_connection_the_flips_follow_its_transaction(
-        self, engine: Engine, add_batches, connect_db
+        self,
+        engine: Engine,
+        add_batches: Callable[[int], list[int]],
+        connect_db: Callable[..., pymysql.Connection],
     ) -> None:
         """With a Connection both flips belong to the caller's transaction, invisible until commit."""
         a, b = add_batches(2)
@@ -129,7 +158,10 @@ class TestTransactions:
         assert current_rows(connect_db()) == []
 
     def test_a_rollback_after_failure_also_undoes_the_set(
-        self, engine: Engine, add_batches, connect_db
+        self,
+        engine: Engine,
+        add_batches: Callable[[int], list[int]],
+        connect_db: Callable[..., pymysql.Connection],
     ) -> None:
         """In the caller's transaction, rolling back after a failure undoes the set as well.
 
@@ -144,7 +176,12 @@ class TestTransactions:
             conn.rollback()
         assert current_rows(connect_db()) == [a]
 
-    def test_pep249_autocommit_connection(self, migrated_url: URL, add_batches, connect_db) -> None:
+    def test_pep249_autocommit_connection(
+        self,
+        migrated_url: URL,
+        add_batches: Callable[[int], list[int]],
+        connect_db: Callable[..., pymysql.Connection],
+    ) -> None:
         """A PyMySQL connection in autocommit mode behaves like an Engine: each flip commits."""
         (a,) = add_batches(1)
         conn = connect(migrated_url, autocommit=True)

@@ -140,7 +140,11 @@ def every_conn(migrated_url: URL) -> Iterator[dict[str, Any]]:
 class TestHostileBatchIds:
     @pytest.mark.parametrize("bad", BAD_IDS, ids=_ids(BAD_IDS))
     def test_refused_with_one_line_and_nothing_changed(
-        self, every_conn: dict[str, Any], add_batches, connect_db, bad: Any
+        self,
+        every_conn: dict[str, Any],
+        add_batches: Callable[[int], list[int]],
+        connect_db: Callable[..., pymysql.Connection],
+        bad: Any,
     ) -> None:
         """None, 0, negatives, beyond BIGINT, floats, strings, SQL, huge strings: InvalidBatchIdError.
 
@@ -161,7 +165,12 @@ class TestHostileBatchIds:
             assert get_current_batch(conn) == a, kind
         assert snapshot(observer) == before
 
-    def test_gigantic_int(self, engine: Engine, add_batches, connect_db) -> None:
+    def test_gigantic_int(
+        self,
+        engine: Engine,
+        add_batches: Callable[[int], list[int]],
+        connect_db: Callable[..., pymysql.Connection],
+    ) -> None:
         """An int with 5000 digits is refused with InvalidBatchIdError like any other."""
         (a,) = add_batches(1)
         set_current_batch(engine, a)
@@ -169,7 +178,12 @@ class TestHostileBatchIds:
             set_current_batch(engine, 10**5000)
         assert current_rows(connect_db()) == [a]
 
-    def test_int_subclass_cannot_inject_sql(self, engine: Engine, add_batches, connect_db) -> None:
+    def test_int_subclass_cannot_inject_sql(
+        self,
+        engine: Engine,
+        add_batches: Callable[[int], list[int]],
+        connect_db: Callable[..., pymysql.Connection],
+    ) -> None:
         """An int subclass whose str() is SQL flips the batch it numbers, and nothing else."""
         a, b, c = add_batches(3)
         set_current_batch(engine, a)
@@ -181,13 +195,21 @@ class TestHostileBatchIds:
         assert current_rows(conn) == [c]
         assert check_table(conn)[-1][-1] == "OK"
 
-    def test_integer_by_protocol_is_accepted(self, engine: Engine, add_batches) -> None:
+    def test_integer_by_protocol_is_accepted(
+        self, engine: Engine, add_batches: Callable[[int], list[int]]
+    ) -> None:
         """An object with __index__ (e.g. numpy.int64) is an integer and works."""
         _, b = add_batches(2)
-        assert set_current_batch(engine, IndexLike(b)).batch_id == b
+        # typed int, but any __index__ integer is accepted: passing one is the point
+        assert set_current_batch(engine, IndexLike(b)).batch_id == b  # type: ignore[arg-type]
         assert get_current_batch(engine) == b
 
-    def test_largest_id_is_valid_but_missing(self, engine: Engine, add_batches, connect_db) -> None:
+    def test_largest_id_is_valid_but_missing(
+        self,
+        engine: Engine,
+        add_batches: Callable[[int], list[int]],
+        connect_db: Callable[..., pymysql.Connection],
+    ) -> None:
         """2**63-1 passes validation and reaches the server, which says it does not exist."""
         (a,) = add_batches(1)
         set_current_batch(engine, a)
@@ -216,7 +238,11 @@ class TestSqlLevelCall:
         ids=["NULL", "0", "-1", "2**64", "abc", "2abc", "sql", "or", "long"],
     )
     def test_bad_arguments_are_refused(
-        self, connect_db: Callable[..., pymysql.Connection], add_batches, arg: Any, errno: int
+        self,
+        connect_db: Callable[..., pymysql.Connection],
+        add_batches: Callable[[int], list[int]],
+        arg: Any,
+        errno: int,
     ) -> None:
         """NULL, non-positive, out-of-range and non-numeric arguments raise an error; nothing changes."""
         a, _ = add_batches(2)
@@ -230,7 +256,7 @@ class TestSqlLevelCall:
         assert snapshot(conn) == before
 
     def test_decimal_argument_is_rounded_by_the_server(
-        self, connect_db: Callable[..., pymysql.Connection], add_batches
+        self, connect_db: Callable[..., pymysql.Connection], add_batches: Callable[[int], list[int]]
     ) -> None:
         """A known limit at the SQL level: CALL set_current_batch(1.7) rounds to 2, like any BIGINT.
 
@@ -292,7 +318,12 @@ class TestBadSchema:
         assert current_rows(conn) == []
         conn.close()
 
-    def test_lock_row_deleted(self, engine: Engine, add_batches, connect_db) -> None:
+    def test_lock_row_deleted(
+        self,
+        engine: Engine,
+        add_batches: Callable[[int], list[int]],
+        connect_db: Callable[..., pymysql.Connection],
+    ) -> None:
         """Someone deleted the serialization row: flips fail with 31003 and change nothing."""
         a, b = add_batches(2)
         set_current_batch(engine, a)
@@ -339,7 +370,11 @@ class TestBadConnectionSettings:
         eng.dispose()
 
     def test_wrong_password(
-        self, migrated_url: URL, password_account: str, add_batches, connect_db
+        self,
+        migrated_url: URL,
+        password_account: str,
+        add_batches: Callable[[int], list[int]],
+        connect_db: Callable[..., pymysql.Connection],
     ) -> None:
         """A wrong password: DatabaseConnectionError (1045), and the password is not echoed."""
         (a,) = add_batches(1)
@@ -442,7 +477,13 @@ class TestCliHostileInput:
     """The same hostile input through the ``batchflag`` command line."""
 
     @pytest.mark.parametrize("bad", CLI_BAD_IDS, ids=[b[:12] or "empty" for b in CLI_BAD_IDS])
-    def test_bad_ids(self, migrated_url: URL, add_batches, connect_db, bad: str) -> None:
+    def test_bad_ids(
+        self,
+        migrated_url: URL,
+        add_batches: Callable[[int], list[int]],
+        connect_db: Callable[..., pymysql.Connection],
+        bad: str,
+    ) -> None:
         """Non-zero exit, a one-line message, no traceback, nothing changed."""
         (a,) = add_batches(1)
         conn = connect_db(autocommit=True)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import Any, cast
 
 import mysql.connector
 import MySQLdb
@@ -112,7 +112,7 @@ class TestPasswordLogins:
         try:
             cur = conn.cursor()
             cur.execute("SELECT CURRENT_USER()")
-            assert cur.fetchone()[0].startswith(account.username + "@")
+            assert cur.fetchone()[0].startswith(cast(str, account.username) + "@")
             cur.close()
             assert batchflag_db.set_current_batch(conn, first).batch_id == first
             flip = batchflag_db.set_current_batch(conn, second)

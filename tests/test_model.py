@@ -13,7 +13,8 @@ previous batch; unset or set of the deleted id raises BatchNotFoundError.
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable
+from typing import Any, cast
 
 import pymysql
 import pytest
@@ -30,7 +31,7 @@ from hypothesis.stateful import (
     run_state_machine_as_test,
 )
 from sqlalchemy import create_engine
-from sqlalchemy.engine import URL
+from sqlalchemy.engine import URL, Engine
 
 from batchflag_db import (
     BatchNotFoundError,
@@ -245,7 +246,7 @@ class FlagMachine(RuleBasedStateMachine):
         """Delete the current batch's row: afterwards no batch is current."""
         holder = self.model.current()
         assert self._direct("DELETE FROM batchStatus WHERE currentBatchKey = 1") is None
-        del self.model.rows[holder]
+        del self.model.rows[cast(int, holder)]  # the precondition: a batch is current
         assert get_current_batch(self.engine) is None
 
     @rule(batch_id=consumes(batches))
@@ -268,7 +269,9 @@ class FlagMachine(RuleBasedStateMachine):
 
 
 @pytest.mark.slow
-def test_flag_state_machine(migrated_url: URL, connect_db) -> None:
+def test_flag_state_machine(
+    migrated_url: URL, connect_db: Callable[..., pymysql.Connection]
+) -> None:
     """Every random sequence of flips, direct writes, inserts and deletes matches the model."""
     FlagMachine.url = migrated_url
     run_state_machine_as_test(
@@ -285,7 +288,12 @@ def test_flag_state_machine(migrated_url: URL, connect_db) -> None:
 
 
 class TestDeletingTheCurrentRow:
-    def test_delete_current_then_set_again(self, engine, add_batches, connect_db) -> None:
+    def test_delete_current_then_set_again(
+        self,
+        engine: Engine,
+        add_batches: Callable[[int], list[int]],
+        connect_db: Callable[..., pymysql.Connection],
+    ) -> None:
         """Deleting the current row leaves none current; the next set works; the old id is gone."""
         a, b = add_batches(2)
         set_current_batch(engine, a)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable, Iterator
+from typing import cast
 
 import pymysql
 import pytest
@@ -159,13 +160,17 @@ class TestGrantStatements:
 
 class TestLeastPrivilege:
     def test_app_account_flips_through_call(
-        self, migrated_url: URL, make_account, add_batches, connect_db
+        self,
+        migrated_url: URL,
+        make_account: Callable[[], tuple[str, str]],
+        add_batches: Callable[[int], list[int]],
+        connect_db: Callable[..., pymysql.Connection],
     ) -> None:
         """With the grants an account sets, unsets and reads the current batch."""
         a, b = add_batches(2)
         user, account = make_account()
         root = create_engine(migrated_url, poolclass=pool.NullPool)
-        grant(root, account, migrated_url.database)
+        grant(root, account, cast(str, migrated_url.database))
         root.dispose()
         app = create_engine(_as(migrated_url, user), poolclass=pool.NullPool)
         try:
@@ -189,7 +194,11 @@ class TestLeastPrivilege:
         assert current_rows(connect_db()) == [a]
 
     def test_app_account_cannot_write_the_flag(
-        self, migrated_url: URL, make_account, add_batches, connect_db
+        self,
+        migrated_url: URL,
+        make_account: Callable[[], tuple[str, str]],
+        add_batches: Callable[[int], list[int]],
+        connect_db: Callable[..., pymysql.Connection],
     ) -> None:
         """A direct UPDATE, INSERT or DELETE of batchStatus, or a write to the lock table, is denied."""
         a, b = add_batches(2)
@@ -197,7 +206,7 @@ class TestLeastPrivilege:
         set_current_batch(root, a)
         before = _table_state(root)
         user, account = make_account()
-        grant(root, account, migrated_url.database)
+        grant(root, account, cast(str, migrated_url.database))
         app = connect(_as(migrated_url, user), autocommit=True)
         denied = [
             "UPDATE batchStatus SET currentBatch = 0",
@@ -219,12 +228,15 @@ class TestLeastPrivilege:
         app.close()
 
     def test_app_account_cannot_change_the_schema(
-        self, migrated_url: URL, make_account, connect_db
+        self,
+        migrated_url: URL,
+        make_account: Callable[[], tuple[str, str]],
+        connect_db: Callable[..., pymysql.Connection],
     ) -> None:
         """The account cannot drop or replace the procedures, nor drop the index."""
         user, account = make_account()
         root = connect_db(autocommit=True)
-        grant(root, account, migrated_url.database)
+        grant(root, account, cast(str, migrated_url.database))
         app = connect(_as(migrated_url, user), autocommit=True)
         attempts = [
             "DROP PROCEDURE set_current_batch",
@@ -248,13 +260,16 @@ class TestLeastPrivilege:
         assert check_table(root)[-1][-1] == "OK"
 
     def test_server_holds_exactly_these_grants(
-        self, migrated_url: URL, make_account, connect_db
+        self,
+        migrated_url: URL,
+        make_account: Callable[[], tuple[str, str]],
+        connect_db: Callable[..., pymysql.Connection],
     ) -> None:
         """SHOW GRANTS lists USAGE plus exactly these grants; granting twice changes nothing."""
         _, account = make_account()
         root = connect_db(autocommit=True)
-        grant(root, account, migrated_url.database)
-        grant(root, account, migrated_url.database)
+        grant(root, account, cast(str, migrated_url.database))
+        grant(root, account, cast(str, migrated_url.database))
         with root.cursor() as cur:
             cur.execute(f"SHOW GRANTS FOR {account}")
             shown = sorted(r[0] for r in cur.fetchall())
@@ -267,15 +282,19 @@ class TestLeastPrivilege:
 
 class TestColumnPrivileges:
     def test_flag_is_left_out_of_column_grants(
-        self, migrated_url: URL, make_account, add_batches, connect_db
+        self,
+        migrated_url: URL,
+        make_account: Callable[[], tuple[str, str]],
+        add_batches: Callable[[int], list[int]],
+        connect_db: Callable[..., pymysql.Connection],
     ) -> None:
         """With column grants the account inserts and updates batches, but never names the flag."""
         (a,) = add_batches(1)
         user, account = make_account()
         root = connect_db(autocommit=True)
-        grant(root, account, migrated_url.database)
+        grant(root, account, cast(str, migrated_url.database))
         engine = create_engine(migrated_url, poolclass=pool.NullPool)
-        statements = column_write_statements(engine, account, migrated_url.database)
+        statements = column_write_statements(engine, account, cast(str, migrated_url.database))
         engine.dispose()
         assert all("currentBatch`" not in s for s in statements), statements
         with root.cursor() as cur:
@@ -303,40 +322,49 @@ class TestColumnPrivileges:
 
 
 class TestGrantErrors:
-    def test_missing_account(self, migrated_url: URL, connect_db) -> None:
+    def test_missing_account(
+        self, migrated_url: URL, connect_db: Callable[..., pymysql.Connection]
+    ) -> None:
         """Granting to an account that does not exist says to create it first."""
         ghost = f"'bf_ghost_{uuid.uuid4().hex[:8]}'@'%'"
         with pytest.raises(BatchFlagError, match="does not exist: create it first") as info:
-            grant(connect_db(autocommit=True), ghost, migrated_url.database)
+            grant(connect_db(autocommit=True), ghost, cast(str, migrated_url.database))
         assert info.value.errno in (1133, 1410)
 
-    def test_unmigrated_database(self, db_url: URL, make_account) -> None:
+    def test_unmigrated_database(
+        self, db_url: URL, make_account: Callable[[], tuple[str, str]]
+    ) -> None:
         """Granting in a database without the migrations says to migrate."""
         _, account = make_account()
         engine = create_engine(db_url, poolclass=pool.NullPool)
         try:
             with pytest.raises(SchemaNotReadyError, match="batchflag upgrade"):
-                grant(engine, account, db_url.database)
+                grant(engine, account, cast(str, db_url.database))
             with pytest.raises(SchemaNotReadyError, match="batchflag upgrade"):
-                column_write_statements(engine, account, db_url.database)
+                column_write_statements(engine, account, cast(str, db_url.database))
         finally:
             engine.dispose()
 
     def test_grantor_without_grant_option(
-        self, migrated_url: URL, make_account, connect_db
+        self,
+        migrated_url: URL,
+        make_account: Callable[[], tuple[str, str]],
+        connect_db: Callable[..., pymysql.Connection],
     ) -> None:
         """An account without GRANT OPTION gets a message saying which account to use."""
         user, account = make_account()
         _, other = make_account()
-        grant(connect_db(autocommit=True), account, migrated_url.database)
+        grant(connect_db(autocommit=True), account, cast(str, migrated_url.database))
         conn = connect(_as(migrated_url, user), autocommit=True)
         with pytest.raises(BatchFlagError, match="may not grant"):
-            grant(conn, other, migrated_url.database)
+            grant(conn, other, cast(str, migrated_url.database))
         conn.close()
 
 
 @pytest.fixture
-def migrator(db_url: URL, make_account, server_url: URL) -> tuple[URL, str]:
+def migrator(
+    db_url: URL, make_account: Callable[[], tuple[str, str]], server_url: URL
+) -> tuple[URL, str]:
     """The database migrated by a dedicated account (ALL on the database only).
 
     Returns (the migrator's URL, its account string).
@@ -369,7 +397,9 @@ def _restore_definer(root: pymysql.Connection, definer: str, database: str) -> N
 
 
 class TestSqlSecurity:
-    def test_procedures_run_as_the_migrating_account(self, migrator, db_url: URL) -> None:
+    def test_procedures_run_as_the_migrating_account(
+        self, migrator: tuple[URL, str], db_url: URL
+    ) -> None:
         """The procedures are SQL SECURITY DEFINER, owned by the account that ran the migration."""
         url, _ = migrator
         user = url.username
@@ -378,7 +408,11 @@ class TestSqlSecurity:
         root.close()
 
     def test_invoker_security_would_need_update_on_the_flag(
-        self, migrated_url: URL, make_account, add_batches, connect_db
+        self,
+        migrated_url: URL,
+        make_account: Callable[[], tuple[str, str]],
+        add_batches: Callable[[int], list[int]],
+        connect_db: Callable[..., pymysql.Connection],
     ) -> None:
         """The same body as SQL SECURITY INVOKER is denied to the least-privileged account.
 
@@ -396,7 +430,7 @@ class TestSqlSecurity:
         with root.cursor() as cur:
             cur.execute(invoker)
         user, account = make_account()
-        grant(root, account, migrated_url.database)
+        grant(root, account, cast(str, migrated_url.database))
         with root.cursor() as cur:
             cur.execute(
                 f"GRANT EXECUTE ON PROCEDURE `{migrated_url.database}`.`set_current_batch_invoker` "
@@ -412,7 +446,7 @@ class TestSqlSecurity:
         assert current_rows(root) == [a]
 
     def test_dropped_definer_fails_with_1449_until_recreated(
-        self, migrator, db_url: URL, make_account
+        self, migrator: tuple[URL, str], db_url: URL, make_account: Callable[[], tuple[str, str]]
     ) -> None:
         """Dropping the definer account breaks every CALL (1449); recreating the account fixes it."""
         _, definer = migrator
@@ -420,7 +454,7 @@ class TestSqlSecurity:
         a, b = insert_batches(root, 2)
         set_current_batch(root, a)
         user, app_account = make_account()
-        grant(root, app_account, db_url.database)
+        grant(root, app_account, cast(str, db_url.database))
         with root.cursor() as cur:
             cur.execute(f"DROP USER {definer}")
         app = connect(_as(db_url, user), autocommit=True)
@@ -429,13 +463,15 @@ class TestSqlSecurity:
         assert info.value.errno == ER_NO_SUCH_USER
         assert current_rows(root) == [a]
         # the fix: the same account again, locked, with only what the procedures use
-        _restore_definer(root, definer, db_url.database)
+        _restore_definer(root, definer, cast(str, db_url.database))
         assert set_current_batch(app, b).previous_batch_id == a
         assert current_rows(root) == [b]
         app.close()
         root.close()
 
-    def test_migrator_cannot_name_another_definer(self, migrator, db_url: URL) -> None:
+    def test_migrator_cannot_name_another_definer(
+        self, migrator: tuple[URL, str], db_url: URL
+    ) -> None:
         """Naming a DEFINER other than oneself needs SUPER / SET USER, which a migrator lacks.
 
         This is why the procedures take the migrating account as definer
@@ -449,14 +485,18 @@ class TestSqlSecurity:
         conn.close()
 
     def test_definer_may_be_a_locked_account_with_dml_only(
-        self, migrator, db_url: URL, make_account, server_url: URL
+        self,
+        migrator: tuple[URL, str],
+        db_url: URL,
+        make_account: Callable[[], tuple[str, str]],
+        server_url: URL,
     ) -> None:
         """After migrating, the definer can be locked and cut to DML on the tables plus EXECUTE."""
         url, definer = migrator
         root = connect(db_url, autocommit=True)
         a, b = insert_batches(root, 2)
         user, app_account = make_account()
-        grant(root, app_account, db_url.database)
+        grant(root, app_account, cast(str, db_url.database))
         db = db_url.database
         with root.cursor() as cur:
             cur.execute(
@@ -505,7 +545,12 @@ class TestCliGrant:
         expected = [f"{s};" for s in grant_statements("app@%", str(migrated_url.database))]
         assert done.stdout.strip().splitlines() == expected
 
-    def test_grant_then_flip(self, migrated_url: URL, make_account, add_batches) -> None:
+    def test_grant_then_flip(
+        self,
+        migrated_url: URL,
+        make_account: Callable[[], tuple[str, str]],
+        add_batches: Callable[[int], list[int]],
+    ) -> None:
         """`batchflag grant ACCOUNT` lets the account flip, and only through the procedures."""
         (a,) = add_batches(1)
         user, account = make_account()

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import subprocess
+from collections.abc import Callable
+from typing import Any
+
 import pymysql
 import pytest
 from pymysql.constants import SERVER_STATUS
@@ -9,7 +13,7 @@ from pymysql.constants import SERVER_STATUS
 from tests.conftest import current_rows
 
 
-def call(conn: pymysql.Connection, sql: str) -> list[tuple]:
+def call(conn: pymysql.Connection, sql: str) -> list[tuple[Any, ...]]:
     """Run a CALL, return its result row(s), drain the extra result set."""
     with conn.cursor() as cur:
         cur.execute(sql)
@@ -30,12 +34,14 @@ def in_transaction(conn: pymysql.Connection) -> bool:
 
 
 def errno_of(exc: pymysql.MySQLError) -> int:
-    errno = exc.args[0]
+    errno: int = exc.args[0]
     return errno + 65536 if errno < 0 else errno
 
 
 class TestSetCurrentBatch:
-    def test_makes_the_batch_the_only_current_one(self, connect_db, add_batches) -> None:
+    def test_makes_the_batch_the_only_current_one(
+        self, connect_db: Callable[..., pymysql.Connection], add_batches: Callable[[int], list[int]]
+    ) -> None:
         """set_current_batch moves the flag: the new batch is current, the old one is not."""
         a, _, c = add_batches(3)
         conn = connect_db(autocommit=True)
@@ -44,7 +50,9 @@ class TestSetCurrentBatch:
         assert call(conn, f"CALL set_current_batch({c})") == [(c, a, 1)]
         assert current_rows(conn) == [c]
 
-    def test_already_current_is_success_without_change(self, connect_db, add_batches) -> None:
+    def test_already_current_is_success_without_change(
+        self, connect_db: Callable[..., pymysql.Connection], add_batches: Callable[[int], list[int]]
+    ) -> None:
         """Setting the current batch again succeeds and changes no row."""
         (a,) = add_batches(1)
         conn = connect_db(autocommit=True)
@@ -68,7 +76,12 @@ class TestSetCurrentBatch:
         ],
     )
     def test_bad_ids_signal_and_change_nothing(
-        self, connect_db, add_batches, arg, shown, errno
+        self,
+        connect_db: Callable[..., pymysql.Connection],
+        add_batches: Callable[[int], list[int]],
+        arg: str,
+        shown: str,
+        errno: int,
     ) -> None:
         """NULL, zero, negative or unknown ids raise SQLSTATE 45000 naming the id; nothing changes."""
         (a,) = add_batches(1)
@@ -82,7 +95,9 @@ class TestSetCurrentBatch:
         # the session is still usable and not inside a stray transaction
         assert not in_transaction(conn)
 
-    def test_beyond_bigint_is_refused(self, connect_db, add_batches) -> None:
+    def test_beyond_bigint_is_refused(
+        self, connect_db: Callable[..., pymysql.Connection], add_batches: Callable[[int], list[int]]
+    ) -> None:
         """An id beyond BIGINT is refused by the server's parameter check; nothing changes."""
         (a,) = add_batches(1)
         conn = connect_db(autocommit=True)
@@ -93,7 +108,9 @@ class TestSetCurrentBatch:
 
 
 class TestUnsetCurrentBatch:
-    def test_clears_the_current_batch(self, connect_db, add_batches) -> None:
+    def test_clears_the_current_batch(
+        self, connect_db: Callable[..., pymysql.Connection], add_batches: Callable[[int], list[int]]
+    ) -> None:
         """unset_current_batch on the current batch leaves no batch current."""
         a, _ = add_batches(2)
         conn = connect_db(autocommit=True)
@@ -101,7 +118,9 @@ class TestUnsetCurrentBatch:
         assert call(conn, f"CALL unset_current_batch({a})") == [(a, 1)]
         assert current_rows(conn) == []
 
-    def test_non_current_batch_is_a_no_op(self, connect_db, add_batches) -> None:
+    def test_non_current_batch_is_a_no_op(
+        self, connect_db: Callable[..., pymysql.Connection], add_batches: Callable[[int], list[int]]
+    ) -> None:
         """unset_current_batch on another batch changes nothing."""
         a, b = add_batches(2)
         conn = connect_db(autocommit=True)
@@ -110,7 +129,13 @@ class TestUnsetCurrentBatch:
         assert current_rows(conn) == [a]
 
     @pytest.mark.parametrize(("arg", "errno"), [("NULL", 31001), ("-1", 31001), ("424242", 31002)])
-    def test_bad_ids_signal(self, connect_db, add_batches, arg, errno) -> None:
+    def test_bad_ids_signal(
+        self,
+        connect_db: Callable[..., pymysql.Connection],
+        add_batches: Callable[[int], list[int]],
+        arg: str,
+        errno: int,
+    ) -> None:
         """unset_current_batch refuses NULL, negative and unknown ids, changing nothing."""
         (a,) = add_batches(1)
         conn = connect_db(autocommit=True)
@@ -122,7 +147,9 @@ class TestUnsetCurrentBatch:
 
 
 class TestTransactions:
-    def test_autocommit_call_commits_its_own_work(self, connect_db, add_batches) -> None:
+    def test_autocommit_call_commits_its_own_work(
+        self, connect_db: Callable[..., pymysql.Connection], add_batches: Callable[[int], list[int]]
+    ) -> None:
         """With autocommit and no transaction, another session sees the flip at once."""
         a, b = add_batches(2)
         writer = connect_db(autocommit=True)
@@ -133,7 +160,9 @@ class TestTransactions:
         assert current_rows(reader) == [b]
         assert not in_transaction(writer)
 
-    def test_rollback_of_callers_transaction_keeps_previous(self, connect_db, add_batches) -> None:
+    def test_rollback_of_callers_transaction_keeps_previous(
+        self, connect_db: Callable[..., pymysql.Connection], add_batches: Callable[[int], list[int]]
+    ) -> None:
         """A CALL inside a transaction that is rolled back leaves the previous current batch."""
         a, b = add_batches(2)
         conn = connect_db(autocommit=True)
@@ -145,7 +174,9 @@ class TestTransactions:
         conn.rollback()
         assert current_rows(conn) == [a]
 
-    def test_commit_of_callers_transaction_applies_both(self, connect_db, add_batches) -> None:
+    def test_commit_of_callers_transaction_applies_both(
+        self, connect_db: Callable[..., pymysql.Connection], add_batches: Callable[[int], list[int]]
+    ) -> None:
         """The caller's other work and the flip commit together, only at the caller's COMMIT."""
         a, b = add_batches(2)
         conn = connect_db(autocommit=False)
@@ -161,7 +192,9 @@ class TestTransactions:
             cur.execute("SELECT batchStatus FROM batchStatus WHERE id = %s", (b,))
             assert cur.fetchone() == ("InProgress",)
 
-    def test_caller_work_is_never_committed_by_the_call(self, connect_db, add_batches) -> None:
+    def test_caller_work_is_never_committed_by_the_call(
+        self, connect_db: Callable[..., pymysql.Connection], add_batches: Callable[[int], list[int]]
+    ) -> None:
         """An INSERT made before the CALL is rolled back with the caller's ROLLBACK."""
         (a,) = add_batches(1)
         conn = connect_db(autocommit=True)
@@ -175,7 +208,9 @@ class TestTransactions:
             assert cur.fetchone() == (1,)
         assert current_rows(conn) == []
 
-    def test_failed_call_undoes_only_its_own_work(self, connect_db, add_batches) -> None:
+    def test_failed_call_undoes_only_its_own_work(
+        self, connect_db: Callable[..., pymysql.Connection], add_batches: Callable[[int], list[int]]
+    ) -> None:
         """An error inside the caller's transaction keeps the caller's earlier work and flips."""
         a, b = add_batches(2)
         conn = connect_db(autocommit=False)
@@ -192,7 +227,9 @@ class TestTransactions:
             cur.execute("SELECT batchStatus FROM batchStatus WHERE id = %s", (b,))
             assert cur.fetchone() == ("Failed",)
 
-    def test_explicit_begin_with_autocommit_on_is_joined(self, connect_db, add_batches) -> None:
+    def test_explicit_begin_with_autocommit_on_is_joined(
+        self, connect_db: Callable[..., pymysql.Connection], add_batches: Callable[[int], list[int]]
+    ) -> None:
         """BEGIN with autocommit on is detected: the CALL joins instead of committing."""
         a, b = add_batches(2)
         conn = connect_db(autocommit=True)
@@ -206,7 +243,12 @@ class TestTransactions:
 
 
 class TestFromTheMariadbClient:
-    def test_set_unset_and_errors(self, mysql_client, add_batches, connect_db) -> None:
+    def test_set_unset_and_errors(
+        self,
+        mysql_client: Callable[[str], subprocess.CompletedProcess[str]],
+        add_batches: Callable[[int], list[int]],
+        connect_db: Callable[..., pymysql.Connection],
+    ) -> None:
         """The command-line client CALLs both procedures and sees the errors with their text."""
         a, b = add_batches(2)
         done = mysql_client(f"CALL set_current_batch({a}); CALL set_current_batch({b});")
@@ -227,7 +269,12 @@ class TestFromTheMariadbClient:
         assert done.returncode == 0, done.stderr
         assert current_rows(connect_db(autocommit=True)) == []
 
-    def test_inside_a_transaction(self, mysql_client, add_batches, connect_db) -> None:
+    def test_inside_a_transaction(
+        self,
+        mysql_client: Callable[[str], subprocess.CompletedProcess[str]],
+        add_batches: Callable[[int], list[int]],
+        connect_db: Callable[..., pymysql.Connection],
+    ) -> None:
         """From the client too, a CALL inside BEGIN ... ROLLBACK leaves the previous batch."""
         a, b = add_batches(2)
         mysql_client(f"CALL set_current_batch({a});")
@@ -244,7 +291,9 @@ class TestFromTheMariadbClient:
 
 
 class TestTheIndexRefusesASecondCurrentRow:
-    def test_direct_update_of_another_row_fails(self, connect_db, add_batches) -> None:
+    def test_direct_update_of_another_row_fails(
+        self, connect_db: Callable[..., pymysql.Connection], add_batches: Callable[[int], list[int]]
+    ) -> None:
         """With one batch current, UPDATE ... SET currentBatch = 1 on another row is refused."""
         a, b = add_batches(2)
         conn = connect_db(autocommit=True)
@@ -254,7 +303,9 @@ class TestTheIndexRefusesASecondCurrentRow:
         assert info.value.args[0] == 1062
         assert current_rows(conn) == [a]
 
-    def test_any_non_zero_value_counts_as_current(self, connect_db, add_batches) -> None:
+    def test_any_non_zero_value_counts_as_current(
+        self, connect_db: Callable[..., pymysql.Connection], add_batches: Callable[[int], list[int]]
+    ) -> None:
         """currentBatch = 2 (or -1) is current too, so it collides with the current row."""
         a, b = add_batches(2)
         conn = connect_db(autocommit=True)
@@ -264,7 +315,9 @@ class TestTheIndexRefusesASecondCurrentRow:
                 cur.execute("UPDATE batchStatus SET currentBatch = %s WHERE id = %s", (value, b))
         assert current_rows(conn) == [a]
 
-    def test_insert_of_a_second_current_row_fails(self, connect_db, add_batches) -> None:
+    def test_insert_of_a_second_current_row_fails(
+        self, connect_db: Callable[..., pymysql.Connection], add_batches: Callable[[int], list[int]]
+    ) -> None:
         """An INSERT with currentBatch = 1 is refused while another batch is current."""
         (a,) = add_batches(1)
         conn = connect_db(autocommit=True)

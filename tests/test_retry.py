@@ -13,12 +13,13 @@ import random
 import threading
 import time
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import Any, cast
 
 import mysql.connector
 import MySQLdb
 import pymysql
 import pytest
+from mysql.connector.abstracts import MySQLConnectionAbstract
 from sqlalchemy import create_engine, pool, text
 from sqlalchemy.engine import URL, Engine
 
@@ -143,7 +144,8 @@ class RetryEvents(logging.Handler):
 
     def __init__(self, on_first: Callable[[], None] | None = None):
         super().__init__(logging.INFO)
-        self.records: list[logging.LogRecord] = []
+        # LogRecords, read for the event's extra fields (attempt, errno) set as attributes
+        self.records: list[Any] = []
         self.on_first = on_first
 
     def emit(self, record: logging.LogRecord) -> None:
@@ -269,7 +271,11 @@ class TestOwnsTransaction:
 
     def test_mysql_connector(self, migrated_url: URL) -> None:
         """mysql-connector-python: read from in_transaction and the autocommit property."""
-        conn = mysql.connector.connect(**_connector_kwargs(migrated_url), autocommit=True)
+        # no pool arguments: a plain connection, not the pooled half of connect()'s union
+        conn = cast(
+            MySQLConnectionAbstract,
+            mysql.connector.connect(**_connector_kwargs(migrated_url), autocommit=True),
+        )
         try:
             assert owns_transaction(conn) is True
             conn.start_transaction()
@@ -317,7 +323,12 @@ def _mysqldb_kwargs(url: URL) -> dict[str, Any]:
 @pytest.mark.slow
 class TestLockWaitWithEngine:
     def test_retried_until_the_lock_is_free(
-        self, short_wait_engine: Engine, migrated_url: URL, add_batches, connect_db, retry_events
+        self,
+        short_wait_engine: Engine,
+        migrated_url: URL,
+        add_batches: Callable[[int], list[int]],
+        connect_db: Callable[..., pymysql.Connection],
+        retry_events: Callable[..., RetryEvents],
     ) -> None:
         """A 1205 is retried; once the other session lets go, the second attempt lands."""
         a, b = add_batches(2)
@@ -334,7 +345,12 @@ class TestLockWaitWithEngine:
         assert current_rows(connect_db()) == [b]
 
     def test_gives_up_after_the_policy_attempts(
-        self, short_wait_engine: Engine, holder: LockHolder, add_batches, connect_db, retry_events
+        self,
+        short_wait_engine: Engine,
+        holder: LockHolder,
+        add_batches: Callable[[int], list[int]],
+        connect_db: Callable[..., pymysql.Connection],
+        retry_events: Callable[..., RetryEvents],
     ) -> None:
         """With the lock never freed, exactly `attempts` calls are made, then a typed error."""
         (a,) = add_batches(1)
@@ -351,7 +367,11 @@ class TestLockWaitWithEngine:
         assert current_rows(connect_db()) == []
 
     def test_attempts_1_never_retries(
-        self, short_wait_engine: Engine, holder: LockHolder, add_batches, retry_events
+        self,
+        short_wait_engine: Engine,
+        holder: LockHolder,
+        add_batches: Callable[[int], list[int]],
+        retry_events: Callable[..., RetryEvents],
     ) -> None:
         """RetryPolicy(attempts=1) turns retrying off: one call, one error."""
         (a,) = add_batches(1)
@@ -396,9 +416,9 @@ class TestLockWaitWithPEP249:
         *,
         migrated_url: URL,
         holder: LockHolder,
-        add_batches,
-        connect_db,
-        retry_events,
+        add_batches: Callable[[int], list[int]],
+        connect_db: Callable[..., pymysql.Connection],
+        retry_events: Callable[..., RetryEvents],
         driver: str,
     ) -> None:
         """Autocommit on, no transaction open: the procedure owns its transaction; retried."""
@@ -424,9 +444,9 @@ class TestLockWaitWithPEP249:
         *,
         migrated_url: URL,
         holder: LockHolder,
-        add_batches,
-        connect_db,
-        retry_events,
+        add_batches: Callable[[int], list[int]],
+        connect_db: Callable[..., pymysql.Connection],
+        retry_events: Callable[..., RetryEvents],
         driver: str,
         autocommit: bool,
         begin: bool,
@@ -452,7 +472,11 @@ class TestLockWaitWithPEP249:
 @pytest.mark.slow
 class TestLockWaitWithSQLAlchemyConnection:
     def test_transaction_raises(
-        self, short_wait_engine: Engine, holder: LockHolder, add_batches, retry_events
+        self,
+        short_wait_engine: Engine,
+        holder: LockHolder,
+        add_batches: Callable[[int], list[int]],
+        retry_events: Callable[..., RetryEvents],
     ) -> None:
         """A Connection in a transaction is the caller's: 1205 raises at once, no retry."""
         (a,) = add_batches(1)
@@ -464,7 +488,12 @@ class TestLockWaitWithSQLAlchemyConnection:
         assert events.records == []
 
     def test_autocommit_connection_is_retried(
-        self, short_wait_engine: Engine, holder: LockHolder, add_batches, connect_db, retry_events
+        self,
+        short_wait_engine: Engine,
+        holder: LockHolder,
+        add_batches: Callable[[int], list[int]],
+        connect_db: Callable[..., pymysql.Connection],
+        retry_events: Callable[..., RetryEvents],
     ) -> None:
         """A Connection in AUTOCOMMIT isolation owns nothing the flip could lose: it is retried."""
         (a,) = add_batches(1)
@@ -481,7 +510,12 @@ class TestLockWaitWithSQLAlchemyConnection:
 
 class TestDeadlock:
     def test_engine_retries_a_deadlock(
-        self, engine: Engine, migrated_url: URL, add_batches, connect_db, retry_events
+        self,
+        engine: Engine,
+        migrated_url: URL,
+        add_batches: Callable[[int], list[int]],
+        connect_db: Callable[..., pymysql.Connection],
+        retry_events: Callable[..., RetryEvents],
     ) -> None:
         """A real deadlock in a flip the wrapper owns is retried; the second attempt succeeds."""
         ids = add_batches(40)
@@ -497,7 +531,12 @@ class TestDeadlock:
         assert current_rows(connect_db()) == [target]
 
     def test_deadlock_in_callers_transaction(
-        self, engine: Engine, migrated_url: URL, add_batches, connect_db, retry_events
+        self,
+        engine: Engine,
+        migrated_url: URL,
+        add_batches: Callable[[int], list[int]],
+        connect_db: Callable[..., pymysql.Connection],
+        retry_events: Callable[..., RetryEvents],
     ) -> None:
         """In the caller's transaction a deadlock raises at once: the server rolled it all back."""
         ids = add_batches(40)
@@ -528,7 +567,11 @@ class TestDeadlock:
         assert current_rows(connect_db()) == []
 
     def test_pymysql_autocommit_retries_a_deadlock(
-        self, migrated_url: URL, add_batches, connect_db, retry_events
+        self,
+        migrated_url: URL,
+        add_batches: Callable[[int], list[int]],
+        connect_db: Callable[..., pymysql.Connection],
+        retry_events: Callable[..., RetryEvents],
     ) -> None:
         """A PyMySQL connection in autocommit mode is retried after a real deadlock too."""
         ids = add_batches(40)
@@ -549,7 +592,7 @@ class TestDeadlock:
 @pytest.mark.slow
 class TestMessages:
     def test_conflict_is_a_batchflag_error_with_the_driver_cause(
-        self, short_wait_engine: Engine, holder: LockHolder, add_batches
+        self, short_wait_engine: Engine, holder: LockHolder, add_batches: Callable[[int], list[int]]
     ) -> None:
         """The conflict error is a BatchFlagError carrying errno, SQLSTATE and the driver error."""
         (a,) = add_batches(1)
@@ -564,7 +607,12 @@ class TestMessages:
 
 class TestLostConnection:
     def test_not_retried_and_not_returned_to_the_pool(
-        self, migrated_url: URL, add_batches, connect_db, retry_events, caplog
+        self,
+        migrated_url: URL,
+        add_batches: Callable[[int], list[int]],
+        connect_db: Callable[..., pymysql.Connection],
+        retry_events: Callable[..., RetryEvents],
+        caplog: pytest.LogCaptureFixture,
     ) -> None:
         """A connection lost mid-flip is not retried (the outcome is the server's) and is discarded.
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 import random
 import threading
 import time
+from collections.abc import Callable
+from typing import Any
 
 import pymysql
 import pytest
@@ -20,7 +22,7 @@ FLIPS_EACH = 200
 @pytest.mark.stress
 class TestConcurrentFlips:
     def test_32_callers_no_errors_reader_always_sees_one(
-        self, migrated_url: URL, add_batches
+        self, migrated_url: URL, add_batches: Callable[[int], list[int]]
     ) -> None:
         """32 callers x 200 flips: zero errors, and a concurrent reader always sees exactly one current."""
         ids = add_batches(100)
@@ -29,7 +31,7 @@ class TestConcurrentFlips:
         errors: list[BaseException] = []
         done_flips = [0] * CALLERS
         stop = threading.Event()
-        polls = {"total": 0, "bad": 0, "bad_examples": []}
+        polls: dict[str, Any] = {"total": 0, "bad": 0, "bad_examples": []}
         start = threading.Barrier(CALLERS + 1)
 
         def caller(n: int) -> None:
@@ -87,7 +89,9 @@ class TestConcurrentFlips:
         assert len(current_rows(conn)) == 1
         assert check_table(conn)[-1][-1] == "OK"
 
-    def test_storm_with_unsets_and_inserts(self, migrated_url: URL, add_batches) -> None:
+    def test_storm_with_unsets_and_inserts(
+        self, migrated_url: URL, add_batches: Callable[[int], list[int]]
+    ) -> None:
         """Sets, unsets and new batches mixed: no deadlock surfaces, never two current rows."""
         ids = add_batches(20)
         errors: list[BaseException] = []
