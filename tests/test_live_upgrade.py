@@ -106,6 +106,7 @@ def test_storm_through_upgrades_and_downgrades(
             thread.join(timeout=60)
     took = time.monotonic() - started
     mariadb = "MariaDB" in batchflag_server.version
+    assert sys.__stdout__ is not None
     sys.__stdout__.write(
         f"\nlive upgrade storm on {batchflag_server.version}: {CYCLES} downgrades and "
         f"{CYCLES} upgrades in {took:.1f} s; wrapper calls {wrapped.calls}, failed "

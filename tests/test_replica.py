@@ -479,7 +479,7 @@ class TestReadOnlyReplica:
         an Engine. The dashboard account holds only SELECT and EXECUTE.
         """
         admin = db.connect("primary")
-        steps: list[tuple[str, str | None]] = [
+        steps: list[tuple[str | None, str]] = [
             ("UPDATE batchStatus SET batchStatus = 'Completed'", "most_recent"),
             (f"UPDATE batchStatus SET batchStatus = 'Failed' WHERE id = {db.ids[3]}", "incomplete"),
             (

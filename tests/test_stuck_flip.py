@@ -8,7 +8,7 @@ from collections.abc import Callable
 import pymysql
 import pytest
 from sqlalchemy import create_engine, pool
-from sqlalchemy.engine import URL
+from sqlalchemy.engine import URL, Engine
 
 import batchflag_db
 from batchflag_db import RetryPolicy, SchemaNotReadyError, TransactionConflictError
@@ -38,7 +38,10 @@ def _forgotten_flip(connect_db: Callable[..., pymysql.Connection], batch: int) -
 
 class TestForgottenCommit:
     def test_wrapper_gives_up_within_the_bound_naming_the_holder(
-        self, migrated_url: URL, connect_db, add_batches
+        self,
+        migrated_url: URL,
+        connect_db: Callable[..., pymysql.Connection],
+        add_batches: Callable[[int], list[int]],
     ) -> None:
         """Another caller through an Engine fails in under 10 s, naming the holder's id."""
         a, b = add_batches(2)
@@ -60,7 +63,12 @@ class TestForgottenCommit:
         assert "idle for" in str(error)
         print(f"\ngave up after {took:.1f} s, {error.attempts} attempts: {error}")
 
-    def test_the_bound_is_configurable(self, migrated_url: URL, connect_db, add_batches) -> None:
+    def test_the_bound_is_configurable(
+        self,
+        migrated_url: URL,
+        connect_db: Callable[..., pymysql.Connection],
+        add_batches: Callable[[int], list[int]],
+    ) -> None:
         """A policy with a 1 s lock wait and a 1 s deadline gives up in about 2 s."""
         a, b = add_batches(2)
         _forgotten_flip(connect_db, a)
@@ -75,7 +83,9 @@ class TestForgottenCommit:
             engine.dispose()
         assert time.monotonic() - started < 3.5
 
-    def test_the_sessions_own_lock_wait_is_put_back(self, migrated_url: URL, add_batches) -> None:
+    def test_the_sessions_own_lock_wait_is_put_back(
+        self, migrated_url: URL, add_batches: Callable[[int], list[int]]
+    ) -> None:
         """The flip sets innodb_lock_wait_timeout for itself only."""
         (a,) = add_batches(1)
         conn = connect(migrated_url, autocommit=True)
@@ -87,7 +97,12 @@ class TestForgottenCommit:
             assert cur.fetchone()[0] == 33
         conn.close()
 
-    def test_cli_says_the_same(self, migrated_url: URL, connect_db, add_batches) -> None:
+    def test_cli_says_the_same(
+        self,
+        migrated_url: URL,
+        connect_db: Callable[..., pymysql.Connection],
+        add_batches: Callable[[int], list[int]],
+    ) -> None:
         """`batchflag set-current` fails within the bound and prints the holder."""
         a, b = add_batches(2)
         holder_id = _forgotten_flip(connect_db, a)
@@ -101,7 +116,10 @@ class TestForgottenCommit:
         assert f"KILL {holder_id}" in result.stderr
 
     def test_an_account_without_process_privilege_is_told_what_it_could_not_read(
-        self, migrated_url: URL, connect_db, add_batches
+        self,
+        migrated_url: URL,
+        connect_db: Callable[..., pymysql.Connection],
+        add_batches: Callable[[int], list[int]],
     ) -> None:
         """Without PROCESS the error says which tables it could not read."""
         a, b = add_batches(2)
@@ -147,7 +165,11 @@ class TestMissingRoutine:
 
 class TestReports:
     def test_status_doctor_and_watch_name_a_forgotten_flip(
-        self, migrated_url: URL, connect_db, add_batches, engine
+        self,
+        migrated_url: URL,
+        connect_db: Callable[..., pymysql.Connection],
+        add_batches: Callable[[int], list[int]],
+        engine: Engine,
     ) -> None:
         """After STUCK_AFTER seconds, status, doctor and watch each name the holder."""
         (a,) = add_batches(1)
