@@ -59,3 +59,6 @@ explicitly and never read this map."""
 
 #: The session variable a flip keeps the caller's innodb_lock_wait_timeout in.
 SAVED_LOCK_WAIT = "@batchflag_saved_lock_wait"
+
+#: The savepoint a flip inside the caller's transaction sets (sql/procedures/*/v*.sql).
+FLIP_SAVEPOINT = "batchflag_flip"

@@ -38,7 +38,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from batchflag_db._retry import DEFAULT_RETRY, RetryPolicy, RetryState, owns_transaction
 from batchflag_db._schema import SET_PROCEDURE, UNSET_PROCEDURE
-from batchflag_db.errors import BatchFlagError, translated_errors
+from batchflag_db.errors import BatchFlagError, DatabaseConnectionError, translated_errors
 from batchflag_db.flag import (
     CURRENT_QUERY,
     Flip,
@@ -46,6 +46,7 @@ from batchflag_db.flag import (
     current_from_rows,
     flip_from_rows,
     lock_wait_statements,
+    undo_statement,
     validate_batch_id,
 )
 
@@ -114,17 +115,24 @@ async def _flip(
 ) -> tuple[list[tuple[Any, ...]], int]:
     """The retried CALL, with the session's lock wait set for it (as the sync wrapper does)."""
     statement = call_statement(procedure)
+
+    async def attempt() -> list[tuple[Any, ...]]:
+        try:
+            with translated_errors():
+                return await _rows(session, statement, batch_id)
+        except BatchFlagError as error:  # undo what an interrupted CALL left (see flag.py)
+            if error.errno is not None and not isinstance(error, DatabaseConnectionError):
+                with contextlib.suppress(Exception):
+                    await session.exec_driver_sql(undo_statement(owns is True))
+            raise
+
     if policy.lock_wait_timeout is None:
-        return await _with_retry(
-            lambda: _rows(session, statement, batch_id), owns, procedure, batch_id, policy
-        )
+        return await _with_retry(attempt, owns, procedure, batch_id, policy)
     set_it, put_back = lock_wait_statements(policy.lock_wait_timeout)
     with translated_errors():
         await session.exec_driver_sql(set_it)
     try:
-        return await _with_retry(
-            lambda: _rows(session, statement, batch_id), owns, procedure, batch_id, policy
-        )
+        return await _with_retry(attempt, owns, procedure, batch_id, policy)
     finally:
         with contextlib.suppress(Exception):  # a lost connection cannot be reset either
             await session.exec_driver_sql(put_back)

@@ -41,6 +41,7 @@ from batchflag_db._retry import (
     owns_transaction,
 )
 from batchflag_db._schema import (
+    FLIP_SAVEPOINT,
     KEY_COLUMN,
     MAX_BATCH_ID,
     SAVED_LOCK_WAIT,
@@ -48,7 +49,7 @@ from batchflag_db._schema import (
     TABLE,
     UNSET_PROCEDURE,
 )
-from batchflag_db.errors import BatchFlagError, InvalidBatchIdError
+from batchflag_db.errors import BatchFlagError, DatabaseConnectionError, InvalidBatchIdError
 from batchflag_db.locks import find_lock_holders
 
 __all__ = [
@@ -252,12 +253,36 @@ def _lock_wait(link: Link, seconds: int | None) -> Iterator[None]:
             link.run(put_back)
 
 
+def undo_statement(owns: bool) -> str:
+    """What undoes whatever a failed CALL left behind, in its own transaction or the caller's.
+
+    A procedure's handler normally undoes a failed flip itself; a CALL interrupted by
+    ``KILL QUERY`` on MySQL runs no handler and leaves the procedure's own transaction
+    open, or its savepoint unreleased inside the caller's, holding the locks and half
+    a flip. The wrapper sends this after any failed CALL that did not lose the connection.
+    """
+    return "ROLLBACK" if owns else f"ROLLBACK TO SAVEPOINT {FLIP_SAVEPOINT}"
+
+
+def _undoing(link: Link, owns: bool, attempt: Callable[[], _T]) -> Callable[[], _T]:
+    def run() -> _T:
+        try:
+            return attempt()
+        except BatchFlagError as error:
+            if error.errno is not None and not isinstance(error, DatabaseConnectionError):
+                with suppress(BatchFlagError):  # nothing left to undo (the handler did it)
+                    link.run(undo_statement(owns))
+            raise
+
+    return run
+
+
 def _call(conn: Connectable, procedure: str, batch_id: int, policy: RetryPolicy) -> Flip:
     with connect(conn) as link:
         owns = _owns_transaction(link)
         with _lock_wait(link, policy.lock_wait_timeout):
             rows, attempts = _with_retry(
-                lambda: link.call(procedure, batch_id),
+                _undoing(link, owns, lambda: link.call(procedure, batch_id)),
                 owns,
                 procedure,
                 batch_id,

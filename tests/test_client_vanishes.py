@@ -37,7 +37,7 @@ import pymysql
 import pytest
 from sqlalchemy.engine import URL
 
-from batchflag_db import BatchFlagError, DatabaseConnectionError, set_current_batch
+from batchflag_db import BatchFlagError, DatabaseConnectionError, RetryPolicy, set_current_batch
 from tests.conftest import check_table, connect, current_rows
 
 pytestmark = pytest.mark.crash
@@ -281,6 +281,10 @@ class TestClientProcessKilled:
         assert_next_caller_is_prompt(s)
 
 
+#: The server's own lock wait, no deadline: the victim waits until the test acts.
+PATIENT = RetryPolicy(lock_wait_timeout=None, deadline=None)
+
+
 def _call_in_thread(
     conn: pymysql.Connection, batch: int
 ) -> tuple[threading.Thread, dict[str, Any]]:
@@ -288,7 +292,8 @@ def _call_in_thread(
 
     def run() -> None:
         try:
-            result["flip"] = set_current_batch(conn, batch)
+            # Wait as long as the server lets it (50 s): the test ends the wait itself.
+            result["flip"] = set_current_batch(conn, batch, retry=PATIENT)
         except BaseException as exc:
             result["error"] = exc
 
