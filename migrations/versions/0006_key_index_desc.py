@@ -45,6 +45,9 @@ down_revision = "0005"
 branch_labels = None
 depends_on = None
 
+#: What this revision creates, for doctor (see batchflag_db.doctor).
+creates = ("uq_batchStatus_currentBatchKey",)
+
 log = logging.getLogger("batchflag_db.migrations")
 
 _TABLE = "batchStatus"

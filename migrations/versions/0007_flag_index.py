@@ -41,6 +41,9 @@ down_revision = "0006"
 branch_labels = None
 depends_on = None
 
+#: What this revision creates, for doctor (see batchflag_db.doctor).
+creates = ("ix_batchStatus_currentBatch",)
+
 log = logging.getLogger("batchflag_db.migrations")
 
 _INDEX = "ix_batchStatus_currentBatch"
