@@ -30,9 +30,11 @@ from batchflag_db._resources import read_sql
 from batchflag_db._schema import (
     CURRENT_ROUTINE_FILES,
     FLAG_COLUMN,
+    FLAG_INDEX,
     KEY_COLUMN,
     KEY_EXPRESSION,
     KEY_INDEX,
+    KEY_INDEX_DESCENDING,
     KEY_STORAGE,
     LOCK_TABLE,
     TABLE,
@@ -406,7 +408,7 @@ class _Doctor:
 
     def check_index(self) -> None:
         found = self.rows(
-            "SELECT NON_UNIQUE, COLUMN_NAME FROM information_schema.STATISTICS "
+            "SELECT NON_UNIQUE, COLUMN_NAME, COLLATION FROM information_schema.STATISTICS "
             "WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = :t AND INDEX_NAME = :i "
             "ORDER BY SEQ_IN_INDEX",
             t=TABLE,
@@ -420,8 +422,8 @@ class _Doctor:
                 f"UNIQUE index {KEY_INDEX} is missing: nothing stops a second current batch",
                 fix,
             )
-        elif [(int(n), str(c)) for n, c in found] != [(0, KEY_COLUMN)]:
-            columns = ", ".join(str(c) for _, c in found)
+        elif [(int(n), str(c)) for n, c, _ in found] != [(0, KEY_COLUMN)]:
+            columns = ", ".join(str(c) for _, c, _ in found)
             kind = "UNIQUE" if int(found[0][0]) == 0 else "not UNIQUE"
             self.add(
                 "problem",
@@ -431,6 +433,29 @@ class _Doctor:
             )
         else:
             self.add("ok", "index", f"UNIQUE index {KEY_INDEX} on ({KEY_COLUMN})")
+            if KEY_INDEX_DESCENDING and str(found[0][2] or "").upper() != "D":
+                self.add(
+                    "note",
+                    "index",
+                    f"{KEY_INDEX} is stored ascending (this server ignores DESC, or it was "
+                    "rebuilt): while a flip's transaction is open, inserting a new batch "
+                    "waits for it",
+                )
+        flag_indexes = self.rows(
+            "SELECT INDEX_NAME FROM information_schema.STATISTICS WHERE TABLE_SCHEMA = "
+            "DATABASE() AND TABLE_NAME = :t AND SEQ_IN_INDEX = 1 AND COLUMN_NAME = :c",
+            t=TABLE,
+            c=FLAG_COLUMN,
+        )
+        if flag_indexes:
+            self.add("ok", "index", f"queries by {FLAG_COLUMN} use index {flag_indexes[0][0]}")
+        else:
+            self.add(
+                "problem",
+                "index",
+                f"no index starts with {FLAG_COLUMN}: `WHERE {FLAG_COLUMN} = 1` scans the table",
+                self.rebuild(FLAG_INDEX),
+            )
 
     def check_lock_row(self) -> None:
         fix = self.rebuild(LOCK_TABLE)

@@ -392,3 +392,39 @@ class TestWhatRevisionsCreate:
         declared = {name for script in self.scripts() for name in script.module.creates}
         assert set(CURRENT_ROUTINE_FILES.values()) <= declared
         assert {KEY_INDEX, LOCK_TABLE, KEY_COLUMN, TABLE} <= declared
+
+
+class TestIndexes:
+    def test_flag_index_dropped_is_a_problem_with_a_fix(self, migrated_url: URL) -> None:
+        """Without an index on currentBatch, doctor says the user's queries scan, and how to fix it."""
+        conn = connect(migrated_url, autocommit=True)
+        with conn.cursor() as cur:
+            cur.execute("ALTER TABLE batchStatus DROP INDEX ix_batchStatus_currentBatch")
+        conn.close()
+        engine = create_engine(migrated_url, poolclass=pool.NullPool)
+        try:
+            report = diagnose(engine)
+        finally:
+            engine.dispose()
+        (problem,) = [f for f in report.problems if "currentBatch" in f.message]
+        assert "scans the table" in problem.message
+        assert problem.fix is not None
+        assert "0007" in problem.fix or "0006" in problem.fix
+
+    def test_ascending_key_index_is_noted(self, migrated_url: URL) -> None:
+        """An ascending key index (a server ignoring DESC) gets a note, and doctor stays healthy."""
+        conn = connect(migrated_url, autocommit=True)
+        with conn.cursor() as cur:
+            cur.execute("ALTER TABLE batchStatus ADD UNIQUE INDEX tmp_asc (currentBatchKey)")
+            cur.execute("ALTER TABLE batchStatus DROP INDEX uq_batchStatus_currentBatchKey")
+            cur.execute(
+                "ALTER TABLE batchStatus RENAME INDEX tmp_asc TO uq_batchStatus_currentBatchKey"
+            )
+        conn.close()
+        engine = create_engine(migrated_url, poolclass=pool.NullPool)
+        try:
+            report = diagnose(engine)
+        finally:
+            engine.dispose()
+        assert report.healthy
+        assert any(f.status == "note" and "ascending" in f.message for f in report.findings)
