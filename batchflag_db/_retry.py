@@ -1,6 +1,7 @@
 """Retry policy for flips, shared by the sync and async wrappers (no I/O here).
 
-A flip can fail with a deadlock (1213) or a lock wait timeout (1205). Whether a
+A flip can fail with a deadlock (1213), a lock wait timeout (1205) or, on Group
+Replication, a lost certification (3101, or 1180 with engine error 149). Whether a
 retry is safe depends on who owns the transaction the procedure ran in:
 
 * **the procedure's own** (autocommit on, no transaction open): the failed attempt
@@ -23,8 +24,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from batchflag_db.errors import (
+    ER_ERROR_DURING_COMMIT,
     ER_LOCK_DEADLOCK,
     ER_LOCK_WAIT_TIMEOUT,
+    ER_TRANSACTION_ROLLBACK_DURING_COMMIT,
     BatchFlagError,
     TransactionConflictError,
 )
@@ -46,6 +49,8 @@ RETRY_EVENT = "current_batch_flip_retry"
 _RETRYABLE = {
     ER_LOCK_DEADLOCK: "deadlock (error 1213)",
     ER_LOCK_WAIT_TIMEOUT: "lock wait timeout (error 1205)",
+    ER_TRANSACTION_ROLLBACK_DURING_COMMIT: "certification conflict (error 3101)",
+    ER_ERROR_DURING_COMMIT: "certification conflict (error 1180, engine error 149)",
 }
 
 # Server status flags of the MySQL protocol (the same bits in every driver).
@@ -176,12 +181,16 @@ class RetryState:
                 caller's transaction, or one the policy gave up on.
             BatchFlagError: ``error`` itself, when it is not a conflict.
         """
+        # errors.from_driver_error makes 1180 a conflict only with engine error 149.
         what = _RETRYABLE.get(error.errno or 0)
-        if what is None:
+        if what is None or (
+            error.errno == ER_ERROR_DURING_COMMIT
+            and not isinstance(error, TransactionConflictError)
+        ):
             raise error
         call = f"{self.procedure}({self.batch_id})"
         if not self.owns_transaction:
-            if error.errno == ER_LOCK_DEADLOCK:
+            if error.errno != ER_LOCK_WAIT_TIMEOUT:
                 detail = "the server rolled back your whole transaction"
             else:
                 detail = (

@@ -53,6 +53,7 @@ from batchflag_db.errors import (
     BatchFlagError,
     DatabaseConnectionError,
     InvalidBatchIdError,
+    ReadOnlyServerError,
     from_driver_error,
 )
 
@@ -79,6 +80,12 @@ UNSET_EVENT = "current_batch_flag_unset"
 
 CURRENT_QUERY = f"SELECT id FROM {TABLE} WHERE {KEY_COLUMN} = 1"
 """The current batch, by a probe of the key column's UNIQUE index (never a scan)."""
+
+PRIMARY_QUERY = (
+    "SELECT MEMBER_HOST, MEMBER_PORT FROM performance_schema.replication_group_members "
+    "WHERE MEMBER_ROLE = 'PRIMARY' AND MEMBER_STATE = 'ONLINE'"
+)
+"""Where a Group Replication member says its group's primary is (one row in single-primary mode)."""
 
 # mysql-connector-python runs a CALL with cursor.execute() and walks its result
 # sets with nextset() from 9.2 on; before, execute() refuses a CALL that returns
@@ -222,7 +229,13 @@ def translated_errors() -> Iterator[None]:
 
 
 def _with_retry(
-    attempt: Callable[[], _T], owns: bool | None, procedure: str, batch_id: int, policy: RetryPolicy
+    attempt: Callable[[], _T],
+    owns: bool | None,
+    procedure: str,
+    batch_id: int,
+    policy: RetryPolicy,
+    *,
+    conn: DBAPIConnection,
 ) -> tuple[_T, int]:
     """Run ``attempt`` until it succeeds or the policy says stop; return (result, attempts)."""
     state = RetryState(policy, owns, procedure, batch_id)
@@ -230,10 +243,28 @@ def _with_retry(
         try:
             with translated_errors():
                 result = attempt()
+        except ReadOnlyServerError as error:
+            raise _naming_primary(error, conn) from error.__cause__
         except BatchFlagError as error:
             time.sleep(state.failed(error))
             continue
         return result, state.attempt
+
+
+def _naming_primary(error: ReadOnlyServerError, conn: DBAPIConnection) -> ReadOnlyServerError:
+    """``error``, with the primary's address added when ``conn``'s server is a group member."""
+    try:
+        rows = _dbapi_query(conn, PRIMARY_QUERY)
+    except Exception:  # not a group member (no such table), or no privilege: say less
+        return error
+    if len(rows) != 1:
+        return error
+    host, port = rows[0]
+    return ReadOnlyServerError(
+        f"{error}; this group's primary is {host}:{port}",
+        errno=error.errno,
+        sqlstate=error.sqlstate,
+    )
 
 
 def _sqlalchemy_query(conn: Connection, sql: str) -> list[tuple[Any, ...]]:
@@ -330,7 +361,12 @@ def _call(conn: Connectable, procedure: str, batch_id: int, policy: RetryPolicy)
             raw = _dbapi_of(session)
             try:
                 rows, attempts = _with_retry(
-                    lambda: _dbapi_call(raw, procedure, batch_id), True, procedure, batch_id, policy
+                    lambda: _dbapi_call(raw, procedure, batch_id),
+                    True,
+                    procedure,
+                    batch_id,
+                    policy,
+                    conn=raw,
                 )
             except DatabaseConnectionError:
                 # The connection is gone (the CALL ran outside SQLAlchemy's execute, which
@@ -346,13 +382,23 @@ def _call(conn: Connectable, procedure: str, batch_id: int, policy: RetryPolicy)
             raw = _dbapi_of(conn)
             owns = _dbapi_owns_transaction(raw, conn.connection.driver_connection)
         rows, attempts = _with_retry(
-            lambda: _dbapi_call(raw, procedure, batch_id), owns, procedure, batch_id, policy
+            lambda: _dbapi_call(raw, procedure, batch_id),
+            owns,
+            procedure,
+            batch_id,
+            policy,
+            conn=raw,
         )
     else:
         with translated_errors():
             owns = _dbapi_owns_transaction(conn, conn)
         rows, attempts = _with_retry(
-            lambda: _dbapi_call(conn, procedure, batch_id), owns, procedure, batch_id, policy
+            lambda: _dbapi_call(conn, procedure, batch_id),
+            owns,
+            procedure,
+            batch_id,
+            policy,
+            conn=conn,
         )
     return flip_from_rows(procedure, batch_id, rows, attempts)
 
@@ -377,6 +423,8 @@ def set_current_batch(
         SchemaNotReadyError: The migrations have not been applied to this database.
         TransactionConflictError: Deadlock or lock wait timeout inside your
             transaction (retry the whole transaction), or retries exhausted.
+        ReadOnlyServerError: The server is read-only (a Group Replication secondary, a
+            replica): send flips to the primary, which the message names when it can.
         DatabaseConnectionError: The server cannot be reached or refuses the login.
         BatchFlagError: Any other server error, with ``errno`` and ``sqlstate``.
     """
@@ -402,6 +450,7 @@ def unset_current_batch(
         SchemaNotReadyError: The migrations have not been applied to this database.
         TransactionConflictError: Deadlock or lock wait timeout inside your
             transaction (retry the whole transaction), or retries exhausted.
+        ReadOnlyServerError: As for :func:`set_current_batch`.
         DatabaseConnectionError: The server cannot be reached or refuses the login.
         BatchFlagError: Any other server error, with ``errno`` and ``sqlstate``.
     """

@@ -45,6 +45,7 @@ import dataclasses
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -60,8 +61,8 @@ import pymysql
 from batchflag_db.testing.binaries import ServerBinaries, ServerNotAvailableError, binaries_for
 from batchflag_db.testing.galera import (
     _free_ports,
-    _sigterm_as_interrupt,
     _signal_group,
+    _sigterm_as_interrupt,
     _tail,
     _Watchdog,
 )
@@ -510,6 +511,12 @@ class GroupReplicationCluster:
 
     # -- internals -------------------------------------------------------
 
+    @property
+    def _bin(self) -> ServerBinaries:
+        if self._binaries is None:
+            raise RuntimeError("group not started")
+        return self._binaries
+
     def _check_index(self, i: int) -> None:
         if not 0 <= i < len(self.nodes):
             raise IndexError(f"no group member {i} (the group has {len(self.nodes)})")
@@ -524,8 +531,7 @@ class GroupReplicationCluster:
             self._watchdog.remove(proc.pid)
 
     def _create_nodes(self) -> None:
-        assert self._binaries is not None
-        base, inner = self._binaries.scratch_dir("bfgr-")
+        base, inner = self._bin.scratch_dir("bfgr-")
         self._base = base
         if self._watchdog is not None:
             self._watchdog.set_dir(str(base))
@@ -551,7 +557,6 @@ class GroupReplicationCluster:
 
     def _initialise_all(self) -> None:
         """``mysqld --initialize-insecure`` every datadir, all at once."""
-        assert self._binaries is not None
         running = []
         for node in self.nodes:
             args = [
@@ -561,7 +566,7 @@ class GroupReplicationCluster:
                 "--user=root",
             ]
             log = (node.directory / "initialize.log").open("wb")
-            cmd = self._binaries.command(self._binaries.server, *args)
+            cmd = self._bin.command(self._bin.server, *args)
             running.append(
                 (node, log, subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT))  # noqa: S603 - the kind's own server binary
             )
@@ -577,7 +582,6 @@ class GroupReplicationCluster:
             raise GroupReplicationError("initialising a datadir failed: " + "\n".join(failed))
 
     def _server_args(self, node: GroupMember) -> list[str]:
-        assert self._binaries is not None
         d = node.inner_directory
         seeds = ",".join(f"127.0.0.1:{n.xcom_port}" for n in self.nodes)
         args = [
@@ -621,7 +625,7 @@ class GroupReplicationCluster:
                 "--loose-group-replication-single-primary-mode=OFF",
                 "--loose-group-replication-enforce-update-everywhere-checks=ON",
             ]
-        return self._binaries.command(self._binaries.server, *args, *self._extra_args)
+        return self._bin.command(self._bin.server, *args, *self._extra_args)
 
     def _spawn(self, i: int) -> None:
         node = self.nodes[i]
@@ -663,13 +667,20 @@ class GroupReplicationCluster:
         return "\n".join(parts)
 
     def _socket_connection(self, i: int) -> pymysql.connections.Connection[pymysql.cursors.Cursor]:
-        return pymysql.connect(
-            unix_socket=self.nodes[i].socket,
-            user="root",
-            password="",
-            autocommit=True,
-            connect_timeout=5,
+        """Connect as root over member ``i``'s unix socket, never leaking the socket on failure."""
+        path = self.nodes[i].socket
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            sock.settimeout(5)
+            sock.connect(path)
+        except OSError as exc:
+            sock.close()
+            raise pymysql.err.OperationalError(2002, f"not listening yet: {exc}") from None
+        conn = pymysql.Connection(
+            unix_socket=path, user="root", password="", autocommit=True, defer_connect=True
         )
+        conn.connect(sock)  # closes the socket itself if the handshake fails
+        return conn
 
     def _wait_answering(self, i: int, deadline: float) -> None:
         """Wait until member ``i`` answers over TCP (over its socket before the first setup)."""
