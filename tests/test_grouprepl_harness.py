@@ -159,7 +159,7 @@ class TestGroupReplicationHarness:
         proc = subprocess.Popen(
             [sys.executable, "-m", "batchflag_db.testing.grouprepl", "--size", "1"],
             stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
             text=True,
         )
         try:
@@ -172,6 +172,8 @@ class TestGroupReplicationHarness:
         finally:
             proc.send_signal(2)
             rc = proc.wait(60)
+            if proc.stdout is not None:
+                proc.stdout.close()
         assert rc == 0
         with pytest.raises(pymysql.err.OperationalError):
             pymysql.connect(host="127.0.0.1", port=port, user="root", connect_timeout=2)
