@@ -10,6 +10,7 @@ from batchflag_db.errors import (
     ConfigurationError,
     DatabaseConnectionError,
     InvalidBatchIdError,
+    ReadOnlyServerError,
     SchemaNotReadyError,
     TransactionConflictError,
 )
@@ -34,6 +35,7 @@ __all__ = [
     "DatabaseConnectionError",
     "Flip",
     "InvalidBatchIdError",
+    "ReadOnlyServerError",
     "RetryPolicy",
     "SchemaNotReadyError",
     "TransactionConflictError",

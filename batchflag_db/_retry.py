@@ -1,6 +1,7 @@
 """Retry policy for flips, shared by the sync and async wrappers (no I/O here).
 
-A flip can fail with a deadlock (1213) or a lock wait timeout (1205). Whether a
+A flip can fail with a deadlock (1213), a lock wait timeout (1205) or, on Group
+Replication, a lost certification (3101, or 1180 with engine error 149). Whether a
 retry is safe depends on who owns the transaction the procedure ran in:
 
 * **the procedure's own** (autocommit on, no transaction open): the failed attempt
@@ -36,9 +37,11 @@ from typing import Any
 
 from batchflag_db.errors import (
     ER_CANT_CHANGE_TX_CHARACTERISTICS,
+    ER_ERROR_DURING_COMMIT,
     ER_LOCK_DEADLOCK,
     ER_LOCK_WAIT_TIMEOUT,
     ER_SP_DOES_NOT_EXIST,
+    ER_TRANSACTION_ROLLBACK_DURING_COMMIT,
     BatchFlagError,
     TransactionConflictError,
 )
@@ -61,6 +64,12 @@ RETRY_EVENT = "current_batch_flip_retry"
 _RETRYABLE = {
     ER_LOCK_DEADLOCK: f"deadlock (error {ER_LOCK_DEADLOCK})",
     ER_LOCK_WAIT_TIMEOUT: f"lock wait timeout (error {ER_LOCK_WAIT_TIMEOUT})",
+    ER_TRANSACTION_ROLLBACK_DURING_COMMIT: (
+        f"certification conflict (error {ER_TRANSACTION_ROLLBACK_DURING_COMMIT})"
+    ),
+    ER_ERROR_DURING_COMMIT: (
+        f"certification conflict (error {ER_ERROR_DURING_COMMIT}, engine error 149)"
+    ),
 }
 
 # Server status flags of the MySQL protocol (the same bits in every driver).
@@ -252,12 +261,16 @@ class RetryState:
             if elapsed + _MISSING_ROUTINE_DELAY <= self.policy.missing_routine_window:
                 return _MISSING_ROUTINE_DELAY  # a revision replacing it: nothing ran
             raise error
+        # errors.from_driver_error makes 1180 a conflict only with engine error 149.
         what = _RETRYABLE.get(error.errno or 0)
-        if what is None:
+        if what is None or (
+            error.errno == ER_ERROR_DURING_COMMIT
+            and not isinstance(error, TransactionConflictError)
+        ):
             raise error
         call = f"{self.procedure}({self.batch_id})"
         if not self.owns_transaction:
-            if error.errno == ER_LOCK_DEADLOCK:
+            if error.errno != ER_LOCK_WAIT_TIMEOUT:
                 detail = "the server rolled back your whole transaction"
             else:
                 detail = (

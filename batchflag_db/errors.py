@@ -13,6 +13,7 @@ __all__ = [
     "DatabaseConnectionError",
     "InvalidBatchIdError",
     "MigrationRefusedError",
+    "ReadOnlyServerError",
     "SchemaNotReadyError",
     "TransactionConflictError",
     "driver_error_details",
@@ -59,6 +60,20 @@ CR_UNKNOWN_HOST = 2005
 CR_SERVER_GONE_ERROR = 2006
 CR_SERVER_LOST = 2013
 
+# Group Replication's answers to a transaction that lost certification to another
+# member's: 3101 (ER_TRANSACTION_ROLLBACK_DURING_COMMIT, "Plugin instructed the
+# server to rollback the current transaction") at COMMIT, and 1180
+# (ER_ERROR_DURING_COMMIT) carrying engine error 149 (HA_ERR_LOCK_DEADLOCK,
+# "Got error 149 - 'Lock deadlock; Retry transaction' during COMMIT"). 1180 with
+# another engine error is not a conflict.
+ER_TRANSACTION_ROLLBACK_DURING_COMMIT = 3101
+ER_ERROR_DURING_COMMIT = 1180
+HA_ERR_LOCK_DEADLOCK = 149
+
+# The server refuses writes (read_only / super_read_only): a replica, or a Group
+# Replication secondary in single-primary mode.
+ER_OPTION_PREVENTS_STATEMENT = 1290
+
 # Errors meaning "could not reach or log in to the server".
 CONNECTION_ERRNOS = (
     ER_DBACCESS_DENIED_ERROR,
@@ -71,8 +86,14 @@ CONNECTION_ERRNOS = (
     CR_SERVER_LOST,
 )
 
-# Server errors after which the whole transaction must be retried.
-CONFLICT_ERRNOS = (ER_LOCK_WAIT_TIMEOUT, ER_LOCK_DEADLOCK)
+# Server errors after which the whole transaction must be retried (1180 only with
+# engine error 149, see from_driver_error).
+CONFLICT_ERRNOS = (
+    ER_LOCK_WAIT_TIMEOUT,
+    ER_LOCK_DEADLOCK,
+    ER_TRANSACTION_ROLLBACK_DURING_COMMIT,
+    ER_ERROR_DURING_COMMIT,
+)
 
 # Server errors meaning "this account may not do that".
 ACCESS_DENIED_ERRNOS = (
@@ -110,9 +131,11 @@ class SchemaNotReadyError(BatchFlagError):
 
 
 class TransactionConflictError(BatchFlagError):
-    """Raised when the server aborted a flip for a deadlock (1213) or lock wait timeout (1205).
+    """Raised when the server aborted a flip for a deadlock (1213), lock wait timeout (1205) or lost certification (3101, 1180).
 
     After 1213 the server has rolled back the caller's whole transaction: retry it from the start.
+    3101 and 1180 (engine error 149) are Group Replication's: another member's transaction
+    won certification, and the whole transaction was rolled back at COMMIT.
 
     After 1205 the message names the open transactions holding row locks, when the
     account may read them (see :mod:`batchflag_db.locks`).
@@ -136,6 +159,10 @@ class TransactionConflictError(BatchFlagError):
         super().__init__(message, errno=errno, sqlstate=sqlstate)
         self.attempts = attempts
         self.holders = holders
+
+
+class ReadOnlyServerError(BatchFlagError):
+    """Raised when the server is read-only (1290), e.g. a Group Replication secondary: send flips to the primary."""
 
 
 class DatabaseConnectionError(BatchFlagError):
@@ -165,6 +192,7 @@ _BY_ERRNO: dict[int, type[BatchFlagError]] = {
     ER_NO_SUCH_USER: SchemaNotReadyError,
     **dict.fromkeys(CONFLICT_ERRNOS, TransactionConflictError),
     **dict.fromkeys(CONNECTION_ERRNOS, DatabaseConnectionError),
+    ER_OPTION_PREVENTS_STATEMENT: ReadOnlyServerError,
 }
 
 
@@ -200,11 +228,19 @@ def from_driver_error(exc: BaseException) -> BatchFlagError | None:
     if errno is None:
         return None
     cls = _BY_ERRNO.get(errno, BatchFlagError)
+    if errno == ER_ERROR_DURING_COMMIT and f"error {HA_ERR_LOCK_DEADLOCK} " not in message:
+        cls = BatchFlagError
     if errno == ER_NO_SUCH_USER:
         message = (
             f"the procedures' definer account does not exist on this server ({message}): "
             "create that account (it may stay locked), or re-create the procedures as an "
             "existing account with `batchflag downgrade 0002 && batchflag upgrade`"
+        )
+    elif cls is ReadOnlyServerError:
+        message = (
+            f"this server is read-only ({message}): send flips to the primary "
+            "(in Group Replication: the member whose MEMBER_ROLE is PRIMARY in "
+            "performance_schema.replication_group_members)"
         )
     elif cls is SchemaNotReadyError and errno != ER_LOCK_ROW_MISSING:
         message = f"{_SCHEMA_HINT} ({message})"

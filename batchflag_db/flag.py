@@ -49,7 +49,12 @@ from batchflag_db._schema import (
     TABLE,
     UNSET_PROCEDURE,
 )
-from batchflag_db.errors import BatchFlagError, DatabaseConnectionError, InvalidBatchIdError
+from batchflag_db.errors import (
+    BatchFlagError,
+    DatabaseConnectionError,
+    InvalidBatchIdError,
+    ReadOnlyServerError,
+)
 from batchflag_db.locks import find_lock_holders
 
 __all__ = [
@@ -75,6 +80,12 @@ UNSET_EVENT = "current_batch_flag_unset"
 
 CURRENT_QUERY = f"SELECT id FROM {TABLE} WHERE {KEY_COLUMN} = 1"
 """The current batch, by a probe of the key column's UNIQUE index (never a scan)."""
+
+PRIMARY_QUERY = (
+    "SELECT MEMBER_HOST, MEMBER_PORT FROM performance_schema.replication_group_members "
+    "WHERE MEMBER_ROLE = 'PRIMARY' AND MEMBER_STATE = 'ONLINE'"
+)
+"""Where a Group Replication member says its group's primary is (one row in single-primary mode)."""
 
 _T = TypeVar("_T")
 
@@ -277,18 +288,37 @@ def _undoing(link: Link, owns: bool, attempt: Callable[[], _T]) -> Callable[[], 
     return run
 
 
+def _naming_primary(error: ReadOnlyServerError, link: Link) -> ReadOnlyServerError:
+    """``error``, with the primary's address added when the server is a group member."""
+    try:
+        rows = link.run(PRIMARY_QUERY).rows
+    except BatchFlagError:  # not a group member (no such table), or no privilege: say less
+        return error
+    if len(rows) != 1:
+        return error
+    host, port = rows[0]
+    return ReadOnlyServerError(
+        f"{error}; this group's primary is {host}:{port}",
+        errno=error.errno,
+        sqlstate=error.sqlstate,
+    )
+
+
 def _call(conn: Connectable, procedure: str, batch_id: int, policy: RetryPolicy) -> Flip:
     with connect(conn) as link:
         owns = _owns_transaction(link)
-        with _lock_wait(link, policy.lock_wait_timeout):
-            rows, attempts = _with_retry(
-                _undoing(link, owns, lambda: link.call(procedure, batch_id)),
-                owns,
-                procedure,
-                batch_id,
-                policy,
-                explain=_explainer(link),
-            )
+        try:
+            with _lock_wait(link, policy.lock_wait_timeout):
+                rows, attempts = _with_retry(
+                    _undoing(link, owns, lambda: link.call(procedure, batch_id)),
+                    owns,
+                    procedure,
+                    batch_id,
+                    policy,
+                    explain=_explainer(link),
+                )
+        except ReadOnlyServerError as error:
+            raise _naming_primary(error, link) from error.__cause__
     return flip_from_rows(procedure, batch_id, rows, attempts)
 
 

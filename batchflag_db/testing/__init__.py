@@ -7,6 +7,8 @@
 * :mod:`~batchflag_db.testing.binaries`: a kind's executables and how to run them;
 * :mod:`~batchflag_db.testing.server`: one throwaway server;
 * :mod:`~batchflag_db.testing.galera`: a throwaway 3-node MariaDB Galera cluster;
+* :mod:`~batchflag_db.testing.grouprepl`: a throwaway 3-member MySQL Group Replication
+  group, single- or multi-primary;
 * :mod:`~batchflag_db.testing.selection`: how a test session gets its server;
 * :mod:`~batchflag_db.testing.plugin`: pytest fixtures (``pytest_plugins = [...]``).
 
