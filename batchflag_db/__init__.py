@@ -10,7 +10,6 @@ from batchflag_db.errors import (
     ConfigurationError,
     DatabaseConnectionError,
     InvalidBatchIdError,
-    ReadOnlyServerError,
     SchemaNotReadyError,
     TransactionConflictError,
 )
@@ -35,7 +34,6 @@ __all__ = [
     "DatabaseConnectionError",
     "Flip",
     "InvalidBatchIdError",
-    "ReadOnlyServerError",
     "RetryPolicy",
     "SchemaNotReadyError",
     "TransactionConflictError",

@@ -41,7 +41,6 @@ from sqlalchemy.engine import Engine
 from batchflag_db import (
     BatchFlagError,
     DatabaseConnectionError,
-    ReadOnlyServerError,
     RetryPolicy,
     migrate,
     set_current_batch,
@@ -52,6 +51,7 @@ from batchflag_db.errors import (
     ER_LOCK_DEADLOCK,
     ER_OPTION_PREVENTS_STATEMENT,
     ER_TRANSACTION_ROLLBACK_DURING_COMMIT,
+    ReadOnlyServerError,
 )
 from batchflag_db.testing.grouprepl import (
     GroupMember,

@@ -9,9 +9,9 @@ from __future__ import annotations
 import pymysql
 import pytest
 
-from batchflag_db import BatchFlagError, ReadOnlyServerError, TransactionConflictError
+from batchflag_db import BatchFlagError, TransactionConflictError
 from batchflag_db._retry import RetryPolicy, RetryState
-from batchflag_db.errors import from_driver_error
+from batchflag_db.errors import ReadOnlyServerError, from_driver_error
 
 ROLLBACK_3101 = "Plugin instructed the server to rollback the current transaction."
 COMMIT_149 = "Got error 149 - 'Lock deadlock; Retry transaction' during COMMIT"
