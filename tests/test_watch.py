@@ -43,7 +43,11 @@ def watch(migrated_url: URL) -> Iterator[Callable[..., pexpect.spawn]]:
         child = pexpect.spawn(
             argv[0],
             argv[1:],
-            env={**os.environ, "TERM": "xterm"},
+            # COLUMNS/LINES (set under pytest-xdist) would override the terminal's size.
+            env={
+                **{k: v for k, v in os.environ.items() if k not in {"COLUMNS", "LINES"}},
+                "TERM": "xterm",
+            },
             dimensions=(40, 160),
             encoding="utf-8",
             timeout=TIMEOUT,
