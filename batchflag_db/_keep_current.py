@@ -7,7 +7,10 @@ one of several current rows is refused. That refusal must come before any change
 
 * online, :func:`check_database` reads the current rows and raises (before the version
   table, 0001's table or column exist), whenever 0002 is among the revisions to run
-  (:func:`invariant_pending`); 0002 applies :func:`check` again on the rows it clears.
+  (:func:`invariant_pending`); 0002 applies :func:`check` again on the rows it clears;
+* offline there is no database to read, so :func:`guard_script` renders the rule as SQL
+  the script runs first, before anything else: a procedure whose ``SIGNAL`` gives the same
+  message, so the ``mariadb``/``mysql`` client stops before any change.
 """
 
 from __future__ import annotations
@@ -25,9 +28,11 @@ from batchflag_db.errors import MigrationRefusedError
 
 __all__ = [
     "CURRENT_ROWS_QUERY",
+    "GUARD_PROCEDURE",
     "INVARIANT_REVISION",
     "check",
     "check_database",
+    "guard_script",
     "invariant_pending",
     "keep_current_argument",
     "refusal",
@@ -41,6 +46,10 @@ CURRENT_ROWS_QUERY = (
 )
 """The current rows (any non-zero flag), oldest first: what the rule looks at."""
 
+GUARD_PROCEDURE = "batchflag_check_keep_current"
+"""The procedure an offline script creates, calls and drops to check ``keep_current``."""
+
+_SIGNAL_TEXT_LIMIT = 128  # SIGNAL's MESSAGE_TEXT holds at most 128 characters
 _SUFFIX = "; name one of them"
 
 
@@ -123,3 +132,49 @@ def check_database(connection: Connection, keep: int | None) -> None:
         return
     ids = [int(row[0]) for row in connection.exec_driver_sql(CURRENT_ROWS_QUERY)]
     check(keep, ids)
+
+
+def guard_script(keep: int) -> str:
+    """Return the SQL that stops a script, before any change, where :func:`check` refuses.
+
+    The script creates :data:`GUARD_PROCEDURE`, calls it and drops it. The procedure
+    signals SQLSTATE 45000 with :func:`refusal`'s message (the id list shortened to fit
+    SIGNAL's 128 characters), so the client stops there with that message and a
+    non-zero exit. A stopped script leaves only the procedure itself, which the next
+    run of a script drops and creates again. A database without the table or its flag
+    column has no current row, so the check passes.
+    """
+    prefix, suffix = _prefix(keep), _SUFFIX
+    room = _SIGNAL_TEXT_LIMIT - len(prefix) - len(suffix) - 2  # the brackets
+    return f"""-- keep_current={keep}: stop here, before any change, unless batch {keep} is one
+-- of the current batches (or at most one batch is current).
+-- A stop leaves only the procedure {GUARD_PROCEDURE}.
+DROP PROCEDURE IF EXISTS `{GUARD_PROCEDURE}`;
+DELIMITER //
+CREATE PROCEDURE `{GUARD_PROCEDURE}`()
+BEGIN
+  DECLARE v_count BIGINT DEFAULT 0;
+  DECLARE v_kept BIGINT DEFAULT 0;
+  DECLARE v_ids TEXT;
+  DECLARE v_message VARCHAR({_SIGNAL_TEXT_LIMIT});
+  IF EXISTS (SELECT 1 FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = DATABASE()
+             AND TABLE_NAME = '{TABLE}' AND COLUMN_NAME = '{FLAG_COLUMN}') THEN
+    SELECT COUNT(*), COALESCE(SUM(`id` = {keep}), 0),
+           GROUP_CONCAT(`id` ORDER BY `id` SEPARATOR ', ')
+      INTO v_count, v_kept, v_ids
+      FROM `{TABLE}` WHERE `{FLAG_COLUMN}` <> 0;
+    IF v_count > 1 AND v_kept = 0 THEN
+      IF CHAR_LENGTH(v_ids) > {room} THEN
+        SET v_ids = CONCAT(LEFT(v_ids, {room - 3}), '...');
+      END IF;
+      SET v_message = CONCAT('{prefix}[', v_ids, ']{suffix}');
+      SIGNAL SQLSTATE '45000' SET MESSAGE_TEXT = v_message;
+    END IF;
+  END IF;
+END
+//
+DELIMITER ;
+CALL `{GUARD_PROCEDURE}`();
+DROP PROCEDURE `{GUARD_PROCEDURE}`;
+
+"""

@@ -46,6 +46,11 @@ def run_migrations_offline() -> None:
         version_table=VERSION_TABLE,
         transaction_per_migration=True,
     )
+    keep = _keep_current()
+    if keep is not None and _invariant_pending(context.get_starting_revision_argument()):
+        # No database to read: the script checks keep_current itself, as its first
+        # statements, so the client stops before any change where online would refuse.
+        context.get_context().impl.static_output(keep_rule.guard_script(keep))
     with context.begin_transaction():
         context.run_migrations()
 

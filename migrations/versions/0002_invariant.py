@@ -96,11 +96,13 @@ def _index_exists() -> bool:
 
 def upgrade() -> None:
     if _ddl.is_offline():
+        # Where keep_current is given, env.py put its check first in the script: the
+        # script stops unless that batch is current or at most one batch is. So keep it
+        # if it is current, else the newest (then the only) current row, as online does.
         keep = _keep_current()
+        kept = f"MAX(CASE WHEN `id` = {keep} THEN `id` END), " if keep is not None else ""
         keeper = (
-            str(keep)
-            if keep is not None
-            else "(SELECT MAX(`id`) FROM (SELECT `id` FROM `batchStatus` "
+            f"(SELECT COALESCE({kept}MAX(`id`)) FROM (SELECT `id` FROM `batchStatus` "
             "WHERE `currentBatch` <> 0) AS `newest_current`)"
         )
         _ddl.run(
