@@ -144,13 +144,15 @@ async def _call(conn: AsyncConnectable, procedure: str, batch_id: int, policy: R
             async with conn.connect() as raw:
                 session = await raw.execution_options(isolation_level="AUTOCOMMIT")
                 rows, attempts = await _flip(session, True, procedure, batch_id, policy)
+        committed = True
     elif isinstance(conn, AsyncConnection):
         with translated_errors():
             owns = await _owns_transaction(conn)
         rows, attempts = await _flip(conn, owns, procedure, batch_id, policy)
+        committed = owns is True  # a driver that does not say: not known to be committed
     else:
         raise _refuse(conn)
-    return flip_from_rows(procedure, batch_id, rows, attempts)
+    return flip_from_rows(procedure, batch_id, rows, attempts, committed=committed)
 
 
 async def set_current_batch(
@@ -159,7 +161,7 @@ async def set_current_batch(
     """Make ``batch_id`` the only current batch, atomically (CALL set_current_batch).
 
     The async twin of :func:`batchflag_db.set_current_batch`; logs
-    ``current_batch_flag_set``.
+    ``current_batch_flag_set`` (``current_batch_flag_set_pending`` inside your transaction).
 
     Args:
         conn: An AsyncEngine (own transaction, retried) or AsyncConnection (yours).
@@ -186,7 +188,7 @@ async def unset_current_batch(
     """Clear the current flag of ``batch_id`` if it is current (CALL unset_current_batch).
 
     The async twin of :func:`batchflag_db.unset_current_batch`; logs
-    ``current_batch_flag_unset``.
+    ``current_batch_flag_unset`` (``current_batch_flag_unset_pending`` inside your transaction).
 
     Args:
         conn: An AsyncEngine (own transaction, retried) or AsyncConnection (yours).

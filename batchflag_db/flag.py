@@ -59,7 +59,9 @@ from batchflag_db.locks import find_lock_holders
 
 __all__ = [
     "SET_EVENT",
+    "SET_PENDING_EVENT",
     "UNSET_EVENT",
+    "UNSET_PENDING_EVENT",
     "Flip",
     "RetryPolicy",
     "current_batch",
@@ -73,10 +75,20 @@ logger = logging.getLogger("batchflag_db")
 """The library's only logger. It never adds handlers or configures logging."""
 
 SET_EVENT = "current_batch_flag_set"
-"""Log event (INFO) after every successful set: the name the pipeline's own logs already use."""
+"""Log event (INFO) after a successful set that committed itself (it owned its transaction):
+the name the pipeline's own logs already use."""
 
 UNSET_EVENT = "current_batch_flag_unset"
-"""Log event (INFO) after every successful unset."""
+"""Log event (INFO) after a successful unset that committed itself."""
+
+SET_PENDING_EVENT = "current_batch_flag_set_pending"
+"""Log event (INFO) after a successful set inside the caller's transaction: not committed
+yet, the caller's commit or rollback decides."""
+
+UNSET_PENDING_EVENT = "current_batch_flag_unset_pending"
+"""Log event (INFO) after a successful unset inside the caller's transaction."""
+
+_PENDING_NOTE = " (inside the caller's transaction: not committed yet)"
 
 CURRENT_QUERY = f"SELECT id FROM {TABLE} WHERE {KEY_COLUMN} = 1"
 """The current batch, by a probe of the key column's UNIQUE index (never a scan)."""
@@ -150,9 +162,24 @@ def call_statement(procedure: str) -> str:
 
 
 def flip_from_rows(
-    procedure: str, batch_id: int, rows: Sequence[Sequence[Any]], attempts: int
+    procedure: str,
+    batch_id: int,
+    rows: Sequence[Sequence[Any]],
+    attempts: int,
+    *,
+    committed: bool = True,
 ) -> Flip:
     """Build the :class:`Flip` from a procedure's result row and log its event.
+
+    Args:
+        procedure: The procedure that ran.
+        batch_id: The batch it was called with.
+        rows: Its result rows.
+        attempts: Calls it took.
+        committed: True when the call owned its transaction, so the flip is committed
+            (:data:`SET_EVENT` / :data:`UNSET_EVENT`); False when it joined the caller's,
+            which may still roll it back (:data:`SET_PENDING_EVENT` /
+            :data:`UNSET_PENDING_EVENT`).
 
     Raises:
         BatchFlagError: The procedure returned no row (it always returns one).
@@ -163,17 +190,18 @@ def flip_from_rows(
     if procedure == SET_PROCEDURE:
         previous = row[1]
         flip = Flip(batch_id, None if previous is None else int(previous), bool(row[2]), attempts)
-        event = SET_EVENT
+        event = SET_EVENT if committed else SET_PENDING_EVENT
     else:
         changed = bool(row[1])
         flip = Flip(batch_id, batch_id if changed else None, changed, attempts)
-        event = UNSET_EVENT
+        event = UNSET_EVENT if committed else UNSET_PENDING_EVENT
     logger.info(
-        "%s batch_id=%s previous_batch_id=%s changed=%s",
+        "%s batch_id=%s previous_batch_id=%s changed=%s%s",
         event,
         flip.batch_id,
         flip.previous_batch_id,
         flip.changed,
+        "" if committed else _PENDING_NOTE,
         extra={
             "event": event,
             "batch_id": flip.batch_id,
@@ -319,7 +347,7 @@ def _call(conn: Connectable, procedure: str, batch_id: int, policy: RetryPolicy)
                 )
         except ReadOnlyServerError as error:
             raise _naming_primary(error, link) from error.__cause__
-    return flip_from_rows(procedure, batch_id, rows, attempts)
+    return flip_from_rows(procedure, batch_id, rows, attempts, committed=owns)
 
 
 def set_current_batch(
@@ -328,7 +356,9 @@ def set_current_batch(
     """Make ``batch_id`` the only current batch, atomically (CALL set_current_batch).
 
     Already current: success, nothing changes (``Flip.changed`` is False). Logs
-    ``current_batch_flag_set`` with batch_id and previous_batch_id.
+    ``current_batch_flag_set`` with batch_id and previous_batch_id, or
+    ``current_batch_flag_set_pending`` when the call joined your transaction (your
+    commit or rollback decides).
 
     Args:
         conn: Engine, Connection or PEP 249 connection (see the module docstring).
@@ -354,7 +384,8 @@ def unset_current_batch(
     """Clear the current flag of ``batch_id`` if it is the current batch (CALL unset_current_batch).
 
     A batch that is not current is left alone (``Flip.changed`` is False). Logs
-    ``current_batch_flag_unset`` with batch_id and previous_batch_id.
+    ``current_batch_flag_unset`` with batch_id and previous_batch_id, or
+    ``current_batch_flag_unset_pending`` inside your transaction.
 
     Args:
         conn: Engine, Connection or PEP 249 connection (see the module docstring).

@@ -12,6 +12,7 @@ from alembic import context
 from alembic.util import CommandError
 from sqlalchemy import create_engine, pool
 
+from batchflag_db import _keep_current as keep_rule
 from batchflag_db._schema import VERSION_TABLE
 from batchflag_db.config import normalize_url, resolve_url
 from batchflag_db.errors import ConfigurationError
@@ -45,8 +46,21 @@ def run_migrations_offline() -> None:
         version_table=VERSION_TABLE,
         transaction_per_migration=True,
     )
+    keep = _keep_current()
+    if keep is not None and _invariant_pending(context.get_starting_revision_argument()):
+        # No database to read: the script checks keep_current itself, as its first
+        # statements, so the client stops before any change where online would refuse.
+        context.get_context().impl.static_output(keep_rule.guard_script(keep))
     with context.begin_transaction():
         context.run_migrations()
+
+
+def _keep_current() -> int | None:
+    return keep_rule.keep_current_argument(x_args, config.attributes)
+
+
+def _invariant_pending(current: str | None) -> bool:
+    return keep_rule.invariant_pending(context.script, context.get_revision_argument(), current)
 
 
 def run_migrations_online() -> None:
@@ -57,6 +71,12 @@ def run_migrations_online() -> None:
             version_table=VERSION_TABLE,
             transaction_per_migration=True,
         )
+        keep = _keep_current()
+        if keep is not None and _invariant_pending(context.get_context().get_current_revision()):
+            # Refuse a bad keep_current before revision 0001 (or the version table) changes
+            # anything: 0002 would refuse it only after 0001 ran.
+            keep_rule.check_database(connection, keep)
+            connection.rollback()  # only read
         with context.begin_transaction():
             context.run_migrations()
     engine.dispose()

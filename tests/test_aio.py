@@ -133,6 +133,29 @@ class TestAsyncEngine:
 
 
 class TestAsyncConnection:
+    def test_async_connection_logs_pending_events(
+        self,
+        run_async: AsyncRunner,
+        add_batches: Callable[[int], list[int]],
+        caplog: pytest.LogCaptureFixture,
+    ) -> None:
+        """Inside an AsyncConnection's transaction the flips log the pending events."""
+        (a,) = add_batches(1)
+
+        async def body(engine: AsyncEngine) -> None:
+            async with engine.connect() as conn:
+                await aio.set_current_batch(conn, a)
+                await aio.unset_current_batch(conn, a)
+                await conn.rollback()
+
+        with caplog.at_level(logging.INFO, logger="batchflag_db"):
+            run_async(body)
+        events = [(r.event, r.batch_id) for r in caplog.records]  # type: ignore[attr-defined]
+        assert events == [
+            ("current_batch_flag_set_pending", a),
+            ("current_batch_flag_unset_pending", a),
+        ]
+
     def test_joins_the_transaction(
         self,
         run_async: AsyncRunner,

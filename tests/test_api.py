@@ -280,6 +280,55 @@ class TestLogging:
         )
         assert {r.name for r in caplog.records} == {"batchflag_db"}
 
+    def test_flip_inside_the_callers_transaction_logs_a_pending_event(
+        self,
+        engine: Engine,
+        add_batches: Callable[[int], list[int]],
+        caplog: pytest.LogCaptureFixture,
+    ) -> None:
+        """A flip that joins the caller's transaction may still be rolled back: it logs
+        current_batch_flag_set_pending / ..._unset_pending, never the committed event."""
+        a, b = add_batches(2)
+        with caplog.at_level(logging.INFO, logger="batchflag_db"), engine.connect() as conn:
+            set_current_batch(conn, a)
+            conn.commit()
+            set_current_batch(conn, b)
+            unset_current_batch(conn, b)
+            conn.rollback()
+        got = [(r.event, r.batch_id, r.previous_batch_id, r.changed) for r in caplog.records]  # type: ignore[attr-defined]
+        assert got == [
+            ("current_batch_flag_set_pending", a, None, True),
+            ("current_batch_flag_set_pending", b, a, True),
+            ("current_batch_flag_unset_pending", b, b, True),
+        ]
+        assert caplog.records[0].getMessage() == (
+            f"current_batch_flag_set_pending batch_id={a} previous_batch_id=None changed=True "
+            "(inside the caller's transaction: not committed yet)"
+        )
+        assert get_current_batch(engine) == a  # the rolled-back flips really were undone
+
+    @pytest.mark.parametrize(("autocommit", "suffix"), [(True, ""), (False, "_pending")])
+    def test_pep249_connection_logs_by_who_commits(
+        self,
+        migrated_url: URL,
+        add_batches: Callable[[int], list[int]],
+        caplog: pytest.LogCaptureFixture,
+        autocommit: bool,
+        suffix: str,
+    ) -> None:
+        """A PyMySQL connection: autocommit on, the flip commits itself (the plain event);
+        autocommit off, it joins the open transaction (the pending event)."""
+        (a,) = add_batches(1)
+        conn = connect(migrated_url, autocommit=autocommit)
+        try:
+            with caplog.at_level(logging.INFO, logger="batchflag_db"):
+                set_current_batch(conn, a)
+            conn.rollback()
+        finally:
+            conn.close()
+        events = [getattr(r, "event", None) for r in caplog.records]
+        assert events == [f"current_batch_flag_set{suffix}"]
+
     def test_failed_flip_logs_no_flag_event(
         self,
         engine: Engine,

@@ -653,6 +653,61 @@ class TestConsoleScript:
         assert migrate.current_revision(migrated_url) == migrate.head_revision()
 
 
+def _fill_history(url: URL, rows: int) -> None:
+    """Record ``rows`` flips in the history table directly (fast; the procedures do the same)."""
+    conn = connect(url, autocommit=True)
+    try:
+        with conn.cursor() as cur:
+            cur.executemany(
+                "INSERT INTO currentBatchHistory "
+                "(batchId, previousBatchId, action, changedAt, account, connectionId) "
+                "VALUES (%s, NULL, 'set', UTC_TIMESTAMP(6), 'app@localhost', 1)",
+                [(n + 1,) for n in range(rows)],
+            )
+    finally:
+        conn.close()
+
+
+class TestClosedStdout:
+    """`batchflag history | head`: the reader closing the pipe ends the command quietly."""
+
+    @pytest.mark.parametrize(
+        ("flips", "lines_read"),
+        [(3000, 3), (3, 0)],
+        ids=["closed-while-writing", "closed-before-any-output"],
+    )
+    def test_closed_pipe_is_a_quiet_exit(
+        self, migrated_url: URL, flips: int, lines_read: int
+    ) -> None:
+        """stdout piped to a reader that reads a few lines and closes it: no message on
+        stderr, and exit status 141 (128 + SIGPIPE, what a shell shows for `cat` there).
+
+        With 3000 flips the output is larger than the pipe, so the command is still
+        writing when the pipe closes; with 3 the only write is the final flush.
+        """
+        _fill_history(migrated_url, flips)
+        proc = subprocess.Popen(
+            [*_console_script(), "--url", url_text(migrated_url), "history", "--limit", "5000"],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            env=_script_env(),
+        )
+        assert proc.stdout is not None
+        assert proc.stderr is not None
+        read = [proc.stdout.readline() for _ in range(lines_read)]
+        proc.stdout.close()
+        try:
+            stderr = proc.stderr.read().decode()
+            code = proc.wait(timeout=120)
+        finally:
+            proc.kill()
+            proc.stderr.close()
+        assert all(line for line in read)  # the reader did get output first
+        assert stderr == ""
+        assert code == 141
+
+
 class TestExtensionHelpers:
     @pytest.mark.parametrize(
         ("module_name", "names"),

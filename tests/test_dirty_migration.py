@@ -9,7 +9,10 @@ id and old value on the ``batchflag_db.migrations`` logger).
 from __future__ import annotations
 
 import logging
+import subprocess
+import sys
 import time
+from pathlib import Path
 from typing import Any
 
 import pymysql
@@ -22,6 +25,7 @@ from batchflag_db.migrate import current_revision, head_revision
 from tests.conftest import check_table, connect
 
 LOGGER = "batchflag_db.migrations"
+REPO = Path(__file__).resolve().parent.parent
 
 # The user's table as it exists before batchflag-db: no key column, no index on the
 # flag, an updatedAt the server bumps on every UPDATE, and a column of its own.
@@ -149,7 +153,7 @@ class TestSeveralCurrentRows:
         ):
             migrate.upgrade(db_url, keep_current=ids[1])
         assert table(db_url) == before
-        assert current_revision(db_url) == "0001"
+        assert current_revision(db_url) is None
         conn = connect(db_url)
         columns = [r[0] for r in _rows(conn, "SHOW COLUMNS FROM batchStatus")]
         assert "currentBatchKey" not in columns
@@ -157,6 +161,80 @@ class TestSeveralCurrentRows:
         migrate.upgrade(db_url, keep_current=ids[0])
         assert current_revision(db_url) == head_revision()
         assert_only_flags_changed(before, table(db_url), {ids[2]})
+
+
+def database_state(url: URL) -> dict[str, Any]:
+    """Every table of the database with its SHOW CREATE and rows, and every routine."""
+    conn = connect(url)
+    try:
+        state: dict[str, Any] = {}
+        for name, _ in _rows(conn, "SHOW FULL TABLES WHERE Table_type = 'BASE TABLE'"):
+            state[f"table {name}"] = _rows(conn, f"SHOW CREATE TABLE `{name}`")[0][1]
+            state[f"rows {name}"] = _rows(conn, f"SELECT * FROM `{name}`")
+        state["routines"] = _rows(
+            conn,
+            "SELECT ROUTINE_NAME FROM information_schema.ROUTINES WHERE ROUTINE_SCHEMA = DATABASE()",
+        )
+        return state
+    finally:
+        conn.close()
+
+
+class TestRefusedKeepCurrentChangesNothing:
+    """A keep_current that 0002 would refuse is refused before revision 0001 runs too."""
+
+    @pytest.mark.parametrize("start", [None, "0001"])
+    def test_refused_before_any_revision_runs(self, db_url: URL, start: str | None) -> None:
+        """Two current rows, keep_current naming neither: refused; the database is as it was.
+
+        From a never-migrated table no version table, no column and no table of
+        batchflag-db's is created; from 0001 the database stays at 0001, unchanged.
+        """
+        ids = make_table(db_url, [1, 0, 1])
+        if start is not None:
+            migrate.upgrade(db_url, start)
+        before = database_state(db_url)
+        assert ("batchflag_alembic_version" in str(before)) == (start is not None)
+        with pytest.raises(
+            MigrationRefusedError, match=f"batch {ids[1]} is not one of the current"
+        ):
+            migrate.upgrade(db_url, keep_current=ids[1])
+        assert database_state(db_url) == before
+        assert current_revision(db_url) == start
+
+    def test_alembic_command_refuses_before_any_revision_runs(self, db_url: URL) -> None:
+        """The same through the `alembic` command and -x keep_current=ID."""
+        ids = make_table(db_url, [1, 0, 1])
+        before = database_state(db_url)
+        url = db_url.render_as_string(hide_password=False)
+        done = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "alembic",
+                "-x",
+                f"url={url}",
+                "-x",
+                f"keep_current={ids[1]}",
+                "upgrade",
+                "head",
+            ],
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+        assert done.returncode != 0
+        assert "not one of the current batches" in done.stderr
+        assert "Running upgrade" not in done.stderr
+        assert database_state(db_url) == before
+
+    def test_no_refusal_when_0002_does_not_run(self, db_url: URL) -> None:
+        """An upgrade that stops at 0001 clears nothing, so it has nothing to refuse."""
+        ids = make_table(db_url, [1, 0, 1])
+        migrate.upgrade(db_url, "0001", keep_current=ids[1])
+        assert current_revision(db_url) == "0001"
 
 
 class TestOddFlagValues:

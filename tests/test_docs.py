@@ -11,9 +11,14 @@ import sys
 from pathlib import Path
 
 import pytest
+from sqlalchemy.engine import URL
+
+from batchflag_db import Flip, get_current_batch
+from tests.conftest import connect, insert_batches
 
 ROOT = Path(__file__).resolve().parent.parent
 README = ROOT / "README.md"
+PYTHON_API = ROOT / "docs" / "python-api.md"
 README_LIMIT = 12 * 1024
 # Words from how the project is made, not from what it is.
 FORBIDDEN = (r"\bseed", r"\bissue ", r"\bsession")
@@ -82,3 +87,44 @@ class TestSite:
             assert name in cli
         bench = (site / "benchmark" / "index.html").read_text()
         assert "Latency by table size" in bench
+
+
+def python_block(page: Path, containing: str) -> str:
+    """The one ```python block of ``page`` that contains ``containing``."""
+    blocks = re.findall(r"^```python\n(.*?)^```$", page.read_text(), re.M | re.S)
+    found = [block for block in blocks if containing in block]
+    assert len(found) == 1, f"{len(found)} python blocks of {page.name} contain {containing!r}"
+    return str(found[0])
+
+
+class TestSnippets:
+    def test_repository_snippet_runs_as_written(
+        self,
+        migrated_url: URL,
+        monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str],
+    ) -> None:
+        """The BatchStatusRepo example of docs/python-api.md runs as it is against a migrated
+        database (its URL in BATCHFLAG_DATABASE_URL, batch 1 in the table): it makes batch 1
+        current and keeps the Flip; its unset method returns the Flip too."""
+        snippet = python_block(PYTHON_API, "class BatchStatusRepo")
+        conn = connect(migrated_url, autocommit=True)
+        try:
+            assert insert_batches(conn, 1) == [1]
+        finally:
+            conn.close()
+        monkeypatch.setenv("BATCHFLAG_DATABASE_URL", migrated_url.render_as_string(False))
+        namespace: dict[str, object] = {"__name__": "snippet"}
+        # dont_inherit: run it as a reader would, without this module's __future__ imports.
+        code = compile(snippet, str(PYTHON_API), "exec", dont_inherit=True)
+        exec(code, namespace)  # noqa: S102 - the docs' own example, the point of the test
+        engine = namespace["engine"]
+        try:
+            assert namespace["flip"] == Flip(1, None, True)
+            assert get_current_batch(engine) == 1  # type: ignore[arg-type]
+            assert "batch 1 is current now" in capsys.readouterr().out
+            repo = namespace["repo"]
+            assert repo.unset_current_batch(1) == Flip(1, 1, True)  # type: ignore[attr-defined]
+            assert get_current_batch(engine) is None  # type: ignore[arg-type]
+        finally:
+            engine.dispose()  # type: ignore[attr-defined]

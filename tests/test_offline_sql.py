@@ -176,6 +176,126 @@ class TestBatchflagSql:
             conn.close()
 
 
+def seed_current_rows(url: URL, flags: list[int], *, start: str | None) -> list[int]:
+    """batchStatus with one row per flag: the user's own table (never migrated), or at 0001."""
+    conn = connect(url, autocommit=True)
+    try:
+        with conn.cursor() as cur:
+            if start is None:
+                cur.execute(
+                    "CREATE TABLE batchStatus (id BIGINT AUTO_INCREMENT PRIMARY KEY, "
+                    "batchDate DATE NOT NULL, batchNumber INT NOT NULL, "
+                    "batchStatus VARCHAR(32) NOT NULL DEFAULT 'Pending', "
+                    "currentBatch TINYINT(1) NOT NULL DEFAULT 0) ENGINE=InnoDB"
+                )
+            else:
+                migrate.upgrade(url, start)
+            ids = []
+            for n, flag in enumerate(flags):
+                cur.execute(
+                    "INSERT INTO batchStatus (batchDate, batchNumber, currentBatch) "
+                    "VALUES ('2026-11-28', %s, %s)",
+                    (n, flag),
+                )
+                ids.append(int(cur.lastrowid))
+        return ids
+    finally:
+        conn.close()
+
+
+def database_state(url: URL) -> dict[str, Any]:
+    """Every base table with its SHOW CREATE and rows."""
+    conn = connect(url)
+    try:
+        with conn.cursor() as cur:
+            cur.execute("SHOW FULL TABLES WHERE Table_type = 'BASE TABLE'")
+            state: dict[str, Any] = {}
+            for name in sorted(str(r[0]) for r in cur.fetchall()):
+                cur.execute(f"SHOW CREATE TABLE `{name}`")
+                state[f"table {name}"] = cur.fetchone()[1]
+                cur.execute(f"SELECT * FROM `{name}` ORDER BY 1")
+                state[f"rows {name}"] = list(cur.fetchall())
+        return state
+    finally:
+        conn.close()
+
+
+def routines(url: URL) -> list[str]:
+    conn = connect(url)
+    try:
+        with conn.cursor() as cur:
+            cur.execute(
+                "SELECT ROUTINE_NAME FROM information_schema.ROUTINES "
+                "WHERE ROUTINE_SCHEMA = DATABASE() ORDER BY ROUTINE_NAME"
+            )
+            return [str(r[0]) for r in cur.fetchall()]
+    finally:
+        conn.close()
+
+
+class TestKeepCurrentInTheScript:
+    """The script refuses a bad --keep-current as `batchflag upgrade` does: before any change."""
+
+    @pytest.mark.parametrize("start", [None, "0001"])
+    def test_bad_keep_current_stops_the_script_before_any_change(
+        self, db_url: URL, start: str | None
+    ) -> None:
+        """Two current rows, --keep-current naming neither: the client stops with the
+        refusal before the first change; tables and rows are as they were. The same
+        script run again with a good id (the DBA's retry) applies and leaves no check behind.
+        """
+        ids = seed_current_rows(db_url, [1, 0, 1], start=start)
+        before = database_state(db_url)
+        args = ["sql", *(["--from", start] if start else []), "--keep-current"]
+        done = subprocess.run(
+            client_args(db_url),
+            input=batchflag(*args, str(ids[1])),
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+        assert done.returncode != 0
+        assert f"keep_current={ids[1]}: batch {ids[1]} is not one of the current batches" in (
+            done.stderr
+        )
+        assert f"[{ids[0]}, {ids[2]}]; name one of them" in done.stderr
+        assert database_state(db_url) == before
+        apply_script(db_url, batchflag(*args, str(ids[2])))
+        conn = connect(db_url)
+        try:
+            assert current_rows(conn) == [ids[2]]
+        finally:
+            conn.close()
+        assert migrate.current_revision(db_url) == migrate.head_revision()
+        assert "batchflag_check_keep_current" not in routines(db_url)
+
+    def test_one_current_row_is_kept_as_online(self, db_url: URL) -> None:
+        """One current row and --keep-current naming another: nothing to choose, so the
+        script keeps that row current, as `batchflag upgrade --keep-current` does."""
+        ids = seed_current_rows(db_url, [0, 1, 0], start="0001")
+        apply_script(db_url, batchflag("sql", "--from", "0001", "--keep-current", str(ids[0])))
+        conn = connect(db_url)
+        try:
+            assert current_rows(conn) == [ids[1]]
+        finally:
+            conn.close()
+
+    def test_no_check_without_keep_current_or_0002(self) -> None:
+        """The check is in the script only when --keep-current is given and 0002 is in it."""
+        assert "batchflag_check_keep_current" not in batchflag("sql")
+        assert "batchflag_check_keep_current" not in batchflag(
+            "sql", "--from", "0002", "--keep-current", "5"
+        )
+        script = batchflag("sql", "--keep-current", "5")
+        assert script.index("CALL `batchflag_check_keep_current`()") < script.index("CREATE TABLE")
+
+    def test_help_says_the_script_checks(self) -> None:
+        """`batchflag sql --help` tells the DBA the script stops on a bad --keep-current."""
+        text = " ".join(batchflag("sql", "--help").split())
+        assert "stops before any change" in text
+
+
 class TestAlembicSql:
     def test_alembic_offline_script_applies_like_online(self, db_url: URL, online_url: URL) -> None:
         """`alembic -x url=... upgrade head --sql` prints a script the client applies as it is."""

@@ -120,13 +120,21 @@ def revision(as_json: bool) -> None:
     "--keep-current",
     type=BATCH_ID,
     metavar="ID",
-    help="In the script, keep this batch current where several are (default: the newest).",
+    help="In the script, keep this batch current where several are (default: the newest); "
+    "the script stops before any change if several are current and ID is none of them.",
 )
 def sql(revision: str, start: str | None, keep_current: int | None) -> None:
     """Print the upgrade to REV (default: head) as a SQL script, for DBAs.
 
     Apply it with the client as it is: mariadb DATABASE < upgrade.sql (or mysql).
     Procedure bodies are wrapped in DELIMITER. No database connection is needed.
+
+    With --keep-current ID the script checks the database it runs on first, as
+    `upgrade --keep-current` does: if several batches are current and ID is none
+    of them, it stops before any change with the same message (SQLSTATE 45000; the
+    client exits non-zero), leaving only its check procedure
+    batchflag_check_keep_current, which the next run replaces. Do not run it with
+    the client's --force, which would go on past the stop.
     """
     buffer = io.StringIO()
     config = migrate.alembic_config(None, keep_current=keep_current)

@@ -3,7 +3,9 @@
 Exit codes: :data:`EXIT_OK` 0 success; :data:`EXIT_ERROR` 1 an error (database
 unreachable, login refused, batch not found, schema not migrated, a migration
 refused, ...); :data:`EXIT_USAGE` 2 a usage error (bad option or batch id, no URL,
-unknown environment); :data:`EXIT_UNHEALTHY` 3 ``doctor`` found problems.
+unknown environment); :data:`EXIT_UNHEALTHY` 3 ``doctor`` found problems;
+:data:`EXIT_BROKEN_PIPE` 141 the reader of stdout closed it (``batchflag history | head``),
+ending the command quietly.
 
 * :class:`BatchflagGroup` -> runs a command; any exception it raises becomes
   :class:`CommandFailed` (one line on stderr and an exit code), never a traceback;
@@ -40,6 +42,7 @@ from batchflag_db.errors import (
 )
 
 __all__ = [
+    "EXIT_BROKEN_PIPE",
     "EXIT_ERROR",
     "EXIT_OK",
     "EXIT_UNHEALTHY",
@@ -56,6 +59,8 @@ EXIT_OK = 0
 EXIT_ERROR = 1
 EXIT_USAGE = 2
 EXIT_UNHEALTHY = 3
+EXIT_BROKEN_PIPE = 141
+"""128 + SIGPIPE: what a shell reports for ``cat`` whose reader went away, no message."""
 
 TRACEBACK_VARIABLE = "BATCHFLAG_TRACEBACK"
 """Set to 1 to let an unexpected error show its traceback (for bug reports)."""
@@ -178,6 +183,22 @@ def _migration_logs() -> Iterator[None]:
             logger.setLevel(level)
 
 
+def _stdout_closed() -> int:
+    """The reader of stdout went away: send what is left to devnull; return the exit code.
+
+    As Python's documentation on SIGPIPE advises: output still buffered would fail
+    again when the interpreter flushes stdout at exit, so stdout now points at devnull.
+    """
+    try:
+        fileno = sys.stdout.fileno()
+    except (AttributeError, OSError, ValueError):  # not a real file (CliRunner)
+        return EXIT_BROKEN_PIPE
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, fileno)
+    os.close(devnull)
+    return EXIT_BROKEN_PIPE
+
+
 class BatchflagGroup(click.Group):
     """The ``batchflag`` group: every error becomes one line on stderr and an exit code."""
 
@@ -188,6 +209,9 @@ class BatchflagGroup(click.Group):
                 return super().invoke(ctx)
         except (click.ClickException, click.exceptions.Exit, click.Abort):
             raise
+        except BrokenPipeError:
+            # `batchflag history | head`: the reader has what it wanted; no message.
+            raise click.exceptions.Exit(_stdout_closed()) from None
         except Exception as exc:
             if os.environ.get(TRACEBACK_VARIABLE) == "1":
                 raise
@@ -226,7 +250,12 @@ class BatchflagGroup(click.Group):
         except click.Abort:
             click.echo("Aborted!", err=True)
             sys.exit(EXIT_ERROR)
-        sys.exit(rv if isinstance(rv, int) and not isinstance(rv, bool) else EXIT_OK)
+        code = rv if isinstance(rv, int) and not isinstance(rv, bool) else EXIT_OK
+        try:
+            sys.stdout.flush()  # a closed pipe shows here, not as a message at exit
+        except BrokenPipeError:
+            code = _stdout_closed()
+        sys.exit(code)
 
 
 @click.group(cls=BatchflagGroup, context_settings={"help_option_names": ["-h", "--help"]})
@@ -249,6 +278,6 @@ def cli(ctx: click.Context, url: str | None, env: str | None) -> None:
 
     The database comes from --url, else --env NAME (BATCHFLAG_<NAME>_DATABASE_URL),
     else BATCHFLAG_DATABASE_URL. Exit codes: 0 ok, 1 error, 2 usage error,
-    3 doctor found problems.
+    3 doctor found problems, 141 the output's reader closed it early (quietly).
     """
     ctx.obj = Settings(url=url, env=env)

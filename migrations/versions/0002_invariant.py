@@ -7,7 +7,10 @@ blocked. NULLs never collide, so at most one row can be current, whoever writes.
 
 Before any DDL it checks the data: where several rows are current it keeps the
 newest (highest id), or the one named by ``-x keep_current=ID``, and clears the
-others, logging every id it clears. No row is ever deleted.
+others, logging every id it clears. No row is ever deleted. A ``keep_current`` that
+names none of several current rows is refused; ``migrations/env.py`` applies the same
+rule (:mod:`batchflag_db._keep_current`) before the first revision runs, so a refused
+upgrade changes nothing, not even revision 0001's part.
 
 Revision ID: 0002
 Revises: 0001
@@ -21,7 +24,9 @@ import logging
 from alembic import context
 
 from batchflag_db import _ddl
-from batchflag_db.errors import ER_DUP_ENTRY, MigrationRefusedError, driver_error_details
+from batchflag_db._keep_current import CURRENT_ROWS_QUERY, keep_current_argument
+from batchflag_db._keep_current import check as check_keep_current
+from batchflag_db.errors import ER_DUP_ENTRY, driver_error_details
 
 revision = "0002"
 down_revision = "0001"
@@ -44,32 +49,17 @@ _INDEX_ATTEMPTS = 3
 
 
 def _keep_current() -> int | None:
-    raw = context.get_x_argument(as_dictionary=True).get("keep_current")
-    if raw is None:
-        raw = context.config.attributes.get("keep_current")
-    if raw is None or raw == "":
-        return None
-    try:
-        value = int(str(raw))
-    except ValueError:
-        raise MigrationRefusedError(f"keep_current={raw!r} is not a batch id") from None
-    return value
+    return keep_current_argument(
+        context.get_x_argument(as_dictionary=True), context.config.attributes
+    )
 
 
 def _clear_extra_current_rows(keep: int | None) -> None:
     """Leave at most one row current; fail, changing nothing, on a bad keep_current."""
-    current = [
-        (int(r[0]), r[1])
-        for r in _ddl.rows(
-            "SELECT `id`, `currentBatch` FROM `batchStatus` WHERE `currentBatch` <> 0 ORDER BY `id`"
-        )
-    ]
+    current = [(int(r[0]), r[1]) for r in _ddl.rows(CURRENT_ROWS_QUERY)]
     ids = [row_id for row_id, _ in current]
-    if keep is not None and len(ids) > 1 and keep not in ids:
-        raise MigrationRefusedError(
-            f"keep_current={keep}: batch {keep} is not one of the current batches {ids}; "
-            "name one of them"
-        )
+    # The rule env.py also applies before the first revision runs: one implementation.
+    check_keep_current(keep, ids)
     if len(ids) <= 1:
         return
     kept = keep if keep is not None else ids[-1]
@@ -106,11 +96,13 @@ def _index_exists() -> bool:
 
 def upgrade() -> None:
     if _ddl.is_offline():
+        # Where keep_current is given, env.py put its check first in the script: the
+        # script stops unless that batch is current or at most one batch is. So keep it
+        # if it is current, else the newest (then the only) current row, as online does.
         keep = _keep_current()
+        kept = f"MAX(CASE WHEN `id` = {keep} THEN `id` END), " if keep is not None else ""
         keeper = (
-            str(keep)
-            if keep is not None
-            else "(SELECT MAX(`id`) FROM (SELECT `id` FROM `batchStatus` "
+            f"(SELECT COALESCE({kept}MAX(`id`)) FROM (SELECT `id` FROM `batchStatus` "
             "WHERE `currentBatch` <> 0) AS `newest_current`)"
         )
         _ddl.run(
