@@ -30,6 +30,7 @@ from sqlalchemy import event
 from sqlalchemy.engine import URL, Engine
 
 from batchflag_db import migrate, set_current_batch
+from batchflag_db.testing.explain import explain_statement
 from bench import _workers
 from bench._workers import APPROACHES, BATCHFLAG, SEED, connect, drain
 
@@ -169,8 +170,18 @@ def _query(params: dict[str, Any], sql: str, args: Any = None) -> list[dict[str,
         conn.close()
 
 
+def server_version(params: dict[str, Any]) -> str:
+    """The server's ``SELECT VERSION()``, e.g. ``10.11.19-MariaDB-0+deb12u1`` or ``9.7.0``."""
+    admin = {k: v for k, v in params.items() if k != "database"}
+    return str(next(iter(_query(admin, "SELECT VERSION() AS version")[0].values())))
+
+
 def server_info(params: dict[str, Any]) -> dict[str, Any]:
-    """Server version and the settings that decide what a commit costs."""
+    """Server version and the settings that decide what a commit costs.
+
+    A variable the server does not have (``tx_isolation`` on MySQL 8 and later) is
+    left out.
+    """
     names = (
         "version",
         "version_comment",
@@ -635,14 +646,18 @@ def measure_lookups(pair: Pair, plan: Plan) -> dict[str, dict[str, float]]:
 
 
 def explain(pair: Pair) -> dict[str, list[dict[str, Any]]]:
-    """The server's plan for each lookup and for the seed's full-table UPDATE."""
-    plans: dict[str, list[dict[str, Any]]] = {}
-    for name, (side, sql) in LOOKUPS.items():
-        plans[name] = _query(pair.params(side), f"EXPLAIN {sql}")
-    plans["seed_clear_all"] = _query(
-        pair.params(SEED), "EXPLAIN UPDATE batchStatus SET currentBatch = 0"
-    )
-    return plans
+    """The server's plan for each lookup and for the seed's full-table UPDATE.
+
+    Asked for in the tabular form on every server (MySQL 9 may default to another
+    ``explain_format``), so each row has the same columns (``type``, ``key``, ``rows``).
+    """
+    version = server_version(pair.params(SEED))
+    statements = {name: (side, sql) for name, (side, sql) in LOOKUPS.items()}
+    statements["seed_clear_all"] = (SEED, "UPDATE batchStatus SET currentBatch = 0")
+    return {
+        name: _query(pair.params(side), explain_statement(sql, version))
+        for name, (side, sql) in statements.items()
+    }
 
 
 def measure_size(pair: Pair, plan: Plan) -> dict[str, Any]:

@@ -160,14 +160,18 @@ class TestBenchmarkOnTinyTables:
         # The flips left exactly one current row on the batchflag side.
         assert core.current_count(pair.params(BATCHFLAG)) == 1
 
-        results = {
-            "meta": {"command": "test", "server": core.server_info(pair.params(SEED))},
+        params = pair.params(SEED)
+        server = {
+            "version": core.server_version(params),
+            "server": core.server_info(params),
             "sizes": [ROWS],
             "latency": {str(ROWS): measured},
             "migration": {str(ROWS): pair.migration},
             "concurrency": None,
         }
-        targets = report.evaluate(results)
+        assert server["server"]["version"] == server["version"]
+        results = {"meta": {"command": "test"}, "kinds": {"this-server": server}}
+        targets = report.evaluate(server)
         assert len(targets) == 6  # five latency targets and the migration's
         for target in targets:
             assert target["ratio"] is not None
@@ -176,6 +180,8 @@ class TestBenchmarkOnTinyTables:
         markdown = report.render_markdown(results)
         assert "| flip close to the floor |" in markdown
         assert f"| {ROWS} |" in markdown
+        assert "| `this-server` |" in markdown
+        assert server["version"] in markdown
         page = tmp_path / "benchmark.md"
         page.write_text(
             f"# Page\n\nbefore\n\n{report.DOCS_START}\nold\n{report.DOCS_END}\n\nafter\n"
@@ -207,7 +213,7 @@ class TestBenchmarkOnTinyTables:
         assert by[BATCHFLAG]["current_rows_after"] == 1
 
 
-META_ONLY: dict[str, Any] = {"meta": {"command": "python -m bench.run --quick"}}
+META_ONLY: dict[str, Any] = {"meta": {"command": "python -m bench.run --quick"}, "kinds": {}}
 
 
 class TestDocsPage:
@@ -239,3 +245,133 @@ class TestDocsPage:
         assert report.DOCS_START not in (root / "README.md").read_text()
         assert report.docs_page_for(root / "bench") == report.DOCS_PAGE
         assert report.docs_page_for(tmp_path) is None
+
+
+def _summary(median_ms: float, n: int = 100) -> dict[str, float]:
+    return {
+        "n": n,
+        "median_ms": median_ms,
+        "p99_ms": median_ms * 2,
+        "mean_ms": median_ms,
+        "min_ms": median_ms / 2,
+        "max_ms": median_ms * 3,
+    }
+
+
+def _synthetic_server(version: str, scale: float) -> dict[str, Any]:
+    """One server's results at 1,000 and 1,000,000 rows, every number times ``scale``."""
+    medians = {  # ms at (1k, 1M)
+        "flip": (1.0, 1.5),
+        "wrapper": (1.1, 1.6),
+        "floor": (0.8, 1.2),
+        "seed": (1.0, 300.0),
+        "seed_one_txn": (1.0, 290.0),
+        "lookup_key": (0.1, 0.1),
+        "lookup_flag": (0.2, 100.0),
+        "lookup_flag_keyed": (0.2, 110.0),
+    }
+    latency = {
+        str(rows): {
+            "ops": {op: _summary(pair[i] * scale) for op, pair in medians.items()},
+            "explain": {"lookup_key": [{"type": "const", "key": KEY_INDEX, "rows": 1}]},
+        }
+        for i, rows in enumerate((1_000, 1_000_000))
+    }
+    cells = [
+        {
+            "approach": approach,
+            "callers": callers,
+            "flips_per_s": flips / scale,
+            "errors": {"1213": 3} if approach == SEED and callers == 8 else {},
+            "latency": _summary(callers * scale),
+            "polls": 1000,
+            "bad_polls": 0 if approach == BATCHFLAG else 600,
+            "bad_poll_share": 0.0 if approach == BATCHFLAG else 0.6,
+            "poll_counts": {"1": 1000} if approach == BATCHFLAG else {"0": 600, "1": 400},
+        }
+        for callers in (1, 8)
+        for approach, flips in ((BATCHFLAG, 1000.0), (SEED, 800.0))
+    ]
+    migration = {
+        "duration_s": 0.5 * scale,
+        "max_stall_ms": 9.0 * scale,
+        "writer_ops_during": 100,
+        "writer_median_ms": 0.3,
+        "writer_p99_ms": 1.0,
+        "baseline_max_ms": 2.0,
+    }
+    return {
+        "version": version,
+        "server": {"version": version, "innodb_flush_log_at_trx_commit": "1"},
+        "server_source": "synthetic",
+        "sizes": [1_000, 1_000_000],
+        "latency": latency,
+        "migration": {"1000000": migration},
+        "concurrency": {"rows": 1_000, "duration_s": 5.0, "results": cells},
+    }
+
+
+TWO_SERVERS: dict[str, Any] = {
+    "meta": {"command": "python -m bench.run --kinds mariadb-10.11,mysql-9.7"},
+    "kinds": {
+        "mariadb-10.11": _synthetic_server("10.11.19-MariaDB", 1.0),
+        "mysql-9.7": _synthetic_server("9.7.0", 2.0),
+    },
+}
+
+
+class TestReportPerServer:
+    """A run of several servers is reported side by side: a column per server in every table."""
+
+    def test_every_table_has_a_column_per_server(self) -> None:
+        """Each table's header names both kinds, in run order; each server has its own section rows."""
+        markdown = report.render_markdown(TWO_SERVERS)
+        headers = [
+            line for line in markdown.splitlines() if line.startswith("| ") and "---" not in line
+        ]
+        tables = [line for line in markdown.splitlines() if line.startswith("|") and "---" in line]
+        assert len(tables) >= 15  # servers, ratios, targets, 8 latency, 4 concurrency, migration
+        column_headers = [h for h in headers if "`mariadb-10.11`" in h]
+        assert len(column_headers) == len(tables)
+        for header in column_headers:
+            assert header.index("`mariadb-10.11`") < header.index("`mysql-9.7`")
+        assert "| `SELECT VERSION()` | 10.11.19-MariaDB | 9.7.0 |" in markdown
+
+    def test_each_server_column_holds_its_own_numbers(self) -> None:
+        """The second server's numbers (twice the first's) land in its own column."""
+        markdown = report.render_markdown(TWO_SERVERS)
+        assert "| 1,000,000 | 1.5 / 3 (100) | 3 / 6 (100) |" in markdown  # flip latency
+        assert "| 8 | two statements | 800 (errors 1213: 3) | 400 (errors 1213: 3) |" in markdown
+        assert (
+            "| 1,000,000 | 0.50 s; 9.0 ms (2.0); 100 writes | 1.00 s; 18.0 ms (2.0); 100 writes |"
+            in markdown
+        )
+
+    def test_key_ratios_are_per_server(self) -> None:
+        """Each key ratio is computed from that server's medians, one cell per server."""
+        markdown = report.render_markdown(TWO_SERVERS)
+        assert "| two statements / flip at 1,000,000 rows | 200x | 200x |" in markdown
+        assert "| two statements / flip at 1,000 rows | 1x | 1x |" in markdown
+        assert "| flip / floor at 1,000,000 rows | 1.25x | 1.25x |" in markdown
+        assert "| flip at 1,000,000 rows / flip at 1,000 rows | 1.5x | 1.5x |" in markdown
+        assert "| lookup by flag / lookup by key at 1,000,000 rows | 1,000x | 1,000x |" in markdown
+        assert (
+            "| flips/s, 8 callers: batchflag / two statements (1,000 rows) "
+            "| 1000 / 800 (1.25x) | 500 / 400 (1.25x) |" in markdown
+        )
+
+    def test_docs_page_gets_the_per_server_tables(self, tmp_path: Path) -> None:
+        """The docs page's section holds every server's column, headings under the page's."""
+        page = tmp_path / "benchmark.md"
+        page.write_text(f"# Page\n\n## Last run\n\n{report.DOCS_START}\n{report.DOCS_END}\n")
+        assert report.update_docs_page(TWO_SERVERS, page)
+        text = page.read_text()
+        assert "### Key ratios" in text
+        assert "#### flip: `CALL set_current_batch`" in text
+        assert "`mysql-9.7`" in text
+        assert "\n## " not in text.split(report.DOCS_START)[1]
+
+    def test_results_without_kinds_are_refused(self) -> None:
+        """A results.json from before the per-server runs is refused with what to do."""
+        with pytest.raises(ValueError, match=r"re-run `python -m bench\.run`"):
+            report.render_markdown({"meta": {}, "latency": {}})
