@@ -610,14 +610,19 @@ def measure_seed_flips(pair: Pair, plan: Plan, seed: int = 2) -> dict[str, dict[
     return {name: summarize(values) for name, values in samples.items()}
 
 
+VERIFICATION_QUERY = (
+    "SELECT id, batchDate, currentBatch, batchStatus FROM batchStatus WHERE currentBatch = 1"
+)
+"""The dashboard's priority 1 and the pipeline's own check of the current batch."""
+
 LOOKUPS = {
     "lookup_key": (BATCHFLAG, "SELECT id FROM batchStatus WHERE currentBatchKey = 1"),
-    "lookup_flag": (SEED, "SELECT id FROM batchStatus WHERE currentBatch = 1"),
-    "lookup_flag_keyed": (BATCHFLAG, "SELECT id FROM batchStatus WHERE currentBatch = 1"),
+    "lookup_flag": (SEED, VERIFICATION_QUERY),
+    "lookup_flag_keyed": (BATCHFLAG, VERIFICATION_QUERY),
 }
-"""Finding the current batch: this project's lookup (by key), the seed's (by flag), and
-the seed's query on the keyed table (MariaDB before 11.8 does not use the key's index
-for it)."""
+"""Finding the current batch: this project's lookup (by key), and the user's own
+Verification query (by flag) on the plain table and on the migrated one, where
+revision 0007's index on currentBatch serves it."""
 
 
 def measure_lookups(pair: Pair, plan: Plan) -> dict[str, dict[str, float]]:

@@ -258,7 +258,7 @@ def _cells_by_callers(result: dict[str, Any]) -> dict[tuple[int, str], dict[str,
 
 def key_ratios(result: dict[str, Any], sizes: list[int], callers: list[int]) -> list[str]:
     """One server's key ratios, one cell per row of :func:`key_ratio_labels` (ratios of medians)."""
-    big, small = _largest(result), (_sizes(result) or [None])[0]
+    big, small = _largest(result), ([*_sizes(result), None])[0]
     flip_big = _op_median(result, big, "flip")
     cells = [
         _ratio(_quotient(_op_median(result, rows, "seed"), _op_median(result, rows, "flip")))
@@ -270,6 +270,11 @@ def key_ratios(result: dict[str, Any], sizes: list[int], callers: list[int]) -> 
         _ratio(_quotient(_op_median(result, big, "wrapper"), flip_big)),
         _ratio(
             _quotient(_op_median(result, big, "lookup_flag"), _op_median(result, big, "lookup_key"))
+        ),
+        _ratio(
+            _quotient(
+                _op_median(result, big, "lookup_flag"), _op_median(result, big, "lookup_flag_keyed")
+            )
         ),
     ]
     by = _cells_by_callers(result)
@@ -288,7 +293,7 @@ def key_ratio_labels(
 ) -> list[str]:
     """The rows of the key-ratio table; the largest and smallest sizes are each server's own."""
     bigs = {_largest(r) for r in per_server.values()} - {None}
-    smalls = {(_sizes(r) or [None])[0] for r in per_server.values()} - {None}
+    smalls = {([*_sizes(r), None])[0] for r in per_server.values()} - {None}
     big = f"{bigs.pop():,} rows" if len(bigs) == 1 else "the largest size"
     small = f"{smalls.pop():,} rows" if len(smalls) == 1 else "the smallest size"
     rows = concurrency_rows(per_server)
@@ -299,6 +304,7 @@ def key_ratio_labels(
         f"flip at {big} / flip at {small}",
         f"wrapper / bare CALL at {big}",
         f"lookup by flag / lookup by key at {big}",
+        f"the Verification query, plain table / migrated table at {big}",
         *(
             f"flips/s, {count} caller{'s' if count != 1 else ''}: batchflag / two statements{where}"
             for count in callers
