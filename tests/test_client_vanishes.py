@@ -6,8 +6,9 @@ three points of the procedure:
 * ``lock-row``: before it has done anything (the serialization row is held);
 * ``old-holder``: it holds the serialization row and waits to lock the current
   batch's row;
-* ``mid-flip``: it has already cleared the old current batch and waits to set
-  the new one (a gap lock on the key index blocks the insert of the new key).
+* ``mid-flip``: it has already cleared the old current batch and set the new one,
+  and waits to write its history row (another session's next-key locks reach the
+  end of ``currentBatchHistory``).
 
 Then the client disappears in one of the ways above. The promise: never a
 partial flip (the old batch stays current, or the new one is; never none and
@@ -126,8 +127,10 @@ def scene(
             _q(holder, "SELECT id FROM currentBatchLock WHERE id = 1 FOR UPDATE")
         elif point == "old-holder":
             _q(holder, "SELECT id FROM batchStatus WHERE id = %s FOR UPDATE", (a,))
-        else:  # mid-flip: next-key lock above key 1 blocks inserting (1, b) for b > a
-            _q(holder, "SELECT id FROM batchStatus WHERE currentBatchKey > 1 FOR UPDATE")
+        else:
+            # mid-flip: both rows are written and the flip's history row waits, since
+            # the holder's next-key locks reach the end of currentBatchHistory.
+            _q(holder, "SELECT id FROM currentBatchHistory WHERE id >= 0 FOR UPDATE")
         return Scene(a, b, c, observer, holder, migrated_url)
 
     yield make
@@ -139,7 +142,9 @@ def scene(
 def assert_blocked_at(point: str, rows_modified: int) -> None:
     """The victim's transaction had done what the blocking point says, no more, no less."""
     if point == "mid-flip":
-        assert rows_modified >= 2, f"not mid-flip: {rows_modified} rows modified"
+        assert rows_modified >= 3, (
+            f"not mid-flip (lock row, old, new): {rows_modified} rows modified"
+        )
     elif point == "lock-row":
         assert rows_modified == 0, rows_modified
     else:

@@ -68,7 +68,8 @@ FLIPS_EACH = 100
 BATCHES_PER_CALLER = 3
 SPARE_BATCHES = 3
 
-RETRY = RetryPolicy(attempts=30, base_delay=0.05, max_delay=1.0)
+# No deadline: conflicts can pile up for seconds around a member's failure.
+RETRY = RetryPolicy(attempts=30, base_delay=0.05, max_delay=1.0, deadline=None)
 """The policy docs/grouprepl.md recommends: the default backoff, 30 attempts.
 
 Multi-primary conflicts are frequent under a storm (see the printed figures); the
