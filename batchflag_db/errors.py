@@ -54,6 +54,7 @@ ER_ALTER_OPERATION_NOT_SUPPORTED = 1845
 ER_ALTER_OPERATION_NOT_SUPPORTED_REASON = 1846
 
 # The client library's (CR_*): no server answered.
+PYMYSQL_CONNECTION_CLOSED = 0  # PyMySQL: InterfaceError(0, '') on a connection already lost
 CR_CONNECTION_ERROR = 2002
 CR_CONN_HOST_ERROR = 2003
 CR_UNKNOWN_HOST = 2005
@@ -76,6 +77,7 @@ ER_OPTION_PREVENTS_STATEMENT = 1290
 
 # Errors meaning "could not reach or log in to the server".
 CONNECTION_ERRNOS = (
+    PYMYSQL_CONNECTION_CLOSED,
     ER_DBACCESS_DENIED_ERROR,
     ER_ACCESS_DENIED_ERROR,
     ER_BAD_DB_ERROR,
@@ -242,6 +244,8 @@ def from_driver_error(exc: BaseException) -> BatchFlagError | None:
             "(in Group Replication: the member whose MEMBER_ROLE is PRIMARY in "
             "performance_schema.replication_group_members)"
         )
+    elif errno == PYMYSQL_CONNECTION_CLOSED and not message:
+        message = "the connection was lost earlier and is closed: open a new one"
     elif cls is SchemaNotReadyError and errno != ER_LOCK_ROW_MISSING:
         message = f"{_SCHEMA_HINT} ({message})"
     return cls(message, errno=errno, sqlstate=sqlstate)

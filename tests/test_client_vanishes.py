@@ -382,3 +382,16 @@ class TestNetworkTimeout:
         allowed = [[s.a], [s.b]] if MODES[mode] else [[s.a]]
         assert outcome in allowed, f"partial or phantom flip: {outcome}"
         assert_next_caller_is_prompt(s)
+
+
+class TestClosedConnection:
+    def test_a_closed_connection_is_a_connection_error(
+        self, migrated_url: URL, add_batches: Callable[[int], list[int]]
+    ) -> None:
+        """A flip on a PyMySQL connection already closed (e.g. lost to a killed server)
+        raises DatabaseConnectionError saying to open a new one, not an errno-0 BatchFlagError."""
+        (a,) = add_batches(1)
+        conn = connect(migrated_url, autocommit=True)
+        conn.close()
+        with pytest.raises(DatabaseConnectionError, match="open a new one"):
+            set_current_batch(conn, a)
