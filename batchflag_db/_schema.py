@@ -21,11 +21,6 @@ for a flip's gap lock. Tell what a server built with
 :func:`batchflag_db._catalog.index_is_descending` (a server that ignores DESC builds it
 ascending; the revision then logs a warning and keeps the ascending index)."""
 
-FLAG_INDEX = "ix_batchStatus_currentBatch"
-"""Plain index on :data:`FLAG_COLUMN` (revision 0007): the user's own
-``WHERE currentBatch = 1`` and ``WHERE currentBatch <> 0`` are index lookups. Revision
-0007 adds it only when no index of the table already starts with the flag column."""
-
 KEY_EXPRESSION = "IF(`currentBatch` <> 0, 1, NULL)"
 """The generated column's expression (any non-zero flag counts as current)."""
 

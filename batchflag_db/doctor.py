@@ -30,7 +30,6 @@ from batchflag_db._resources import read_sql
 from batchflag_db._schema import (
     CURRENT_ROUTINE_FILES,
     FLAG_COLUMN,
-    FLAG_INDEX,
     KEY_COLUMN,
     KEY_EXPRESSION,
     KEY_INDEX,
@@ -441,21 +440,6 @@ class _Doctor:
                     "rebuilt): while a flip's transaction is open, inserting a new batch "
                     "waits for it",
                 )
-        flag_indexes = self.rows(
-            "SELECT INDEX_NAME FROM information_schema.STATISTICS WHERE TABLE_SCHEMA = "
-            "DATABASE() AND TABLE_NAME = :t AND SEQ_IN_INDEX = 1 AND COLUMN_NAME = :c",
-            t=TABLE,
-            c=FLAG_COLUMN,
-        )
-        if flag_indexes:
-            self.add("ok", "index", f"queries by {FLAG_COLUMN} use index {flag_indexes[0][0]}")
-        else:
-            self.add(
-                "problem",
-                "index",
-                f"no index starts with {FLAG_COLUMN}: `WHERE {FLAG_COLUMN} = 1` scans the table",
-                self.rebuild(FLAG_INDEX),
-            )
 
     def check_lock_row(self) -> None:
         fix = self.rebuild(LOCK_TABLE)

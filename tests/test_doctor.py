@@ -395,22 +395,6 @@ class TestWhatRevisionsCreate:
 
 
 class TestIndexes:
-    def test_flag_index_dropped_is_a_problem_with_a_fix(self, migrated_url: URL) -> None:
-        """Without an index on currentBatch, doctor says the user's queries scan, and how to fix it."""
-        conn = connect(migrated_url, autocommit=True)
-        with conn.cursor() as cur:
-            cur.execute("ALTER TABLE batchStatus DROP INDEX ix_batchStatus_currentBatch")
-        conn.close()
-        engine = create_engine(migrated_url, poolclass=pool.NullPool)
-        try:
-            report = diagnose(engine)
-        finally:
-            engine.dispose()
-        (problem,) = [f for f in report.problems if "currentBatch" in f.message]
-        assert "scans the table" in problem.message
-        assert problem.fix is not None
-        assert "0007" in problem.fix or "0006" in problem.fix
-
     def test_ascending_key_index_is_noted(self, migrated_url: URL) -> None:
         """An ascending key index (a server ignoring DESC) gets a note, and doctor stays healthy."""
         conn = connect(migrated_url, autocommit=True)

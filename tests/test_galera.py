@@ -75,8 +75,11 @@ SPARE_BATCHES = 3
 SYNC_WAIT_ALL = 15
 """wsrep_sync_wait bitmask: wait before reads, UPDATE/DELETE, INSERT/REPLACE and SHOW."""
 
-# No deadline: a node killed mid-storm makes conflicts pile up for seconds.
-RETRY = RetryPolicy(attempts=30, base_delay=0.05, max_delay=1.0, deadline=None)
+# The server's own lock wait and no deadline: a node killed mid-storm makes conflicts
+# pile up for seconds.
+RETRY = RetryPolicy(
+    attempts=30, base_delay=0.05, max_delay=1.0, lock_wait_timeout=None, deadline=None
+)
 """The retry budget of every flip here: the wrapper's default backoff, more attempts.
 
 Measured on a 2-core machine with 9 callers spread over 3 nodes (0.05 s doubling,

@@ -1,10 +1,8 @@
-"""Revisions 0006 and 0007: a flip held open blocks no unrelated writer; the flag is indexed.
+"""Revision 0006: a flip held open blocks no unrelated writer.
 
 0006 makes the UNIQUE key index descending, so a new batch's ``(NULL, id)`` entry no
 longer lands in the gap a flip's unique check locks before the ``(1, id)`` entries.
-0007 indexes ``currentBatch`` itself, so the user's own ``WHERE currentBatch = 1`` and
-``WHERE currentBatch <> 0`` are index lookups. Both are built online and reversible,
-and neither touches a row.
+It is built online and reversible, and touches no row.
 """
 
 from __future__ import annotations
@@ -24,8 +22,7 @@ from sqlalchemy import create_engine, pool
 from sqlalchemy.engine import URL
 
 from batchflag_db import _catalog, migrate, set_current_batch
-from batchflag_db._schema import FLAG_INDEX, KEY_INDEX, TABLE
-from batchflag_db.testing.explain import explain
+from batchflag_db._schema import KEY_INDEX, TABLE
 from tests.conftest import check_table, client_args, connect, current_rows, insert_batches
 from tests.test_dirty_migration import NULLABLE, make_table, table
 
@@ -238,7 +235,7 @@ class TestDescendingKeyIndex:
     def test_every_step_runs_online_both_ways(
         self, db_url: URL, caplog: pytest.LogCaptureFixture
     ) -> None:
-        """0005 -> head -> 0005: no ALTER of 0006 or 0007 falls back from INPLACE, LOCK=NONE."""
+        """0005 -> head -> 0005: no ALTER of 0006 falls back from INPLACE, LOCK=NONE."""
         migrate.upgrade(db_url, "0005")
         with caplog.at_level(logging.INFO, logger=LOGGER):
             migrate.upgrade(db_url)
@@ -360,75 +357,6 @@ class TestDescendingKeyIndex:
         assert descending(migrated_url, "no_such_index") is None
 
 
-class TestFlagIndex:
-    @pytest.mark.parametrize("sql", [VERIFICATION, ANY_CURRENT], ids=["eq-1", "ne-0"])
-    @pytest.mark.parametrize("rows", [0, 1, 200])
-    def test_the_users_queries_use_the_flag_index(
-        self, migrated_url: URL, sql: str, rows: int
-    ) -> None:
-        """Both queries read the flag index (type ref/range), not the table, at any size, without ANALYZE."""
-        conn = connect(migrated_url, autocommit=True)
-        ids = insert_batches(conn, rows)
-        if ids:
-            set_current_batch(conn, ids[-1])
-        plan = explain(conn, sql)
-        print(
-            f"\n{sql.split('WHERE ')[1]} ({rows} rows): "
-            + "; ".join(
-                f"type={r['type']} key={r['key']} rows={r['rows']} Extra={r['Extra']}" for r in plan
-            )
-        )
-        assert len(plan) == 1
-        assert plan[0]["type"] in ("ref", "range"), plan
-        assert plan[0]["key"] == FLAG_INDEX, plan
-        with conn.cursor() as cur:
-            cur.execute(sql)
-            assert [int(r[0]) for r in cur.fetchall()] == ids[-1:]
-        conn.close()
-
-    def test_flips_keep_the_index_right(self, migrated_url: URL) -> None:
-        """After flips the flag index finds exactly the current batch; CHECK TABLE is OK."""
-        conn = connect(migrated_url, autocommit=True)
-        ids = insert_batches(conn, 4)
-        for batch in (ids[0], ids[2], ids[1], ids[2]):
-            set_current_batch(conn, batch)
-            with conn.cursor() as cur:
-                cur.execute(f"{ANY_CURRENT}")
-                assert [int(r[0]) for r in cur.fetchall()] == [batch]
-        assert check_table(conn)[-1][-1] == "OK"
-        conn.close()
-
-    def test_downgrade_removes_it(self, migrated_url: URL) -> None:
-        """0007 -> 0006 drops the flag index; the Verification query is a full scan again."""
-        migrate.downgrade(migrated_url, "0006")
-        assert FLAG_INDEX not in index_rows(migrated_url)
-        conn = connect(migrated_url)
-        assert explain(conn, VERIFICATION)[0]["type"] == "ALL"
-        conn.close()
-        migrate.upgrade(migrated_url)
-        assert index_rows(migrated_url)[FLAG_INDEX] == [("currentBatch", "A", 1)]
-
-    def test_an_index_of_the_users_own_is_used_and_kept(
-        self, db_url: URL, caplog: pytest.LogCaptureFixture
-    ) -> None:
-        """A table that already has an index starting with currentBatch gets no second one; downgrade keeps it."""
-        make_table(db_url, [0, 1, 0])
-        exec_sql(db_url, "ALTER TABLE batchStatus ADD INDEX my_flag (currentBatch, batchDate)")
-        with caplog.at_level(logging.INFO, logger=LOGGER):
-            migrate.upgrade(db_url)
-        assert any(
-            "already has an index starting with currentBatch (my_flag)" in r.getMessage()
-            for r in caplog.records
-        )
-        found = index_rows(db_url)
-        assert FLAG_INDEX not in found
-        conn = connect(db_url)
-        assert explain(conn, VERIFICATION)[0]["key"] == "my_flag"
-        conn.close()
-        migrate.downgrade(db_url, "base")
-        assert "my_flag" in index_rows(db_url)
-
-
 class TestRowsAndFlagsSurvive:
     def test_dirty_table_up_and_down(self, db_url: URL) -> None:
         """A flagged table with NULL and odd flags: 0005 -> head -> 0005 -> head changes no row or value."""
@@ -469,14 +397,13 @@ class TestOfflineScript:
         assert done.returncode == 0, done.stderr
 
     def test_upgrade_script_swaps_then_adds(self, db_url: URL) -> None:
-        """`--sql 0005:head`: add DESC under the next name, drop, rename, add the flag index; online clauses."""
+        """`--sql 0005:head`: add DESC under the next name, drop, rename; online clauses."""
         script = self.script("0005:head")
         online = ", ALGORITHM=INPLACE, LOCK=NONE;"
         steps = [
             f"ADD UNIQUE INDEX `{NEXT_INDEX}` (`currentBatchKey` DESC){online}",
             f"DROP INDEX `{KEY_INDEX}`{online}",
             f"RENAME INDEX `{NEXT_INDEX}` TO `{KEY_INDEX}`{online}",
-            f"ADD INDEX `{FLAG_INDEX}` (`currentBatch`){online}",
         ]
         positions = [script.find(step) for step in steps]
         assert all(p >= 0 for p in positions), script
@@ -485,7 +412,6 @@ class TestOfflineScript:
         self.apply(db_url, script)
         found = index_rows(db_url)
         assert found[KEY_INDEX] == [("currentBatchKey", "D", 0)]
-        assert found[FLAG_INDEX] == [("currentBatch", "A", 1)]
         assert migrate.current_revision(db_url) == migrate.head_revision()
 
     def test_downgrade_script_reverses_it(self, migrated_url: URL) -> None:
@@ -493,6 +419,5 @@ class TestOfflineScript:
         self.apply(migrated_url, self.script(f"{migrate.head_revision()}:0005", downgrade=True))
         found = index_rows(migrated_url)
         assert found[KEY_INDEX] == [("currentBatchKey", "A", 0)]
-        assert FLAG_INDEX not in found
         assert NEXT_INDEX not in found
         assert migrate.current_revision(migrated_url) == "0005"
