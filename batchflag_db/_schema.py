@@ -14,13 +14,6 @@ KEY_COLUMN = "currentBatchKey"
 KEY_INDEX = "uq_batchStatus_currentBatchKey"
 """UNIQUE index on :data:`KEY_COLUMN`: NULLs never collide, so at most one row holds 1."""
 
-KEY_INDEX_DESCENDING = True
-"""Since revision 0006 :data:`KEY_INDEX` is ``(currentBatchKey DESC)``: the NULL entries of
-rows that are not current sort after the 1, so an INSERT of a new batch does not wait
-for a flip's gap lock. Tell what a server built with
-:func:`batchflag_db._catalog.index_is_descending` (a server that ignores DESC builds it
-ascending; the revision then logs a warning and keeps the ascending index)."""
-
 KEY_EXPRESSION = "IF(`currentBatch` <> 0, 1, NULL)"
 """The generated column's expression (any non-zero flag counts as current)."""
 

@@ -33,7 +33,6 @@ from batchflag_db._schema import (
     KEY_COLUMN,
     KEY_EXPRESSION,
     KEY_INDEX,
-    KEY_INDEX_DESCENDING,
     KEY_STORAGE,
     LOCK_TABLE,
     TABLE,
@@ -407,7 +406,7 @@ class _Doctor:
 
     def check_index(self) -> None:
         found = self.rows(
-            "SELECT NON_UNIQUE, COLUMN_NAME, COLLATION FROM information_schema.STATISTICS "
+            "SELECT NON_UNIQUE, COLUMN_NAME FROM information_schema.STATISTICS "
             "WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = :t AND INDEX_NAME = :i "
             "ORDER BY SEQ_IN_INDEX",
             t=TABLE,
@@ -421,8 +420,8 @@ class _Doctor:
                 f"UNIQUE index {KEY_INDEX} is missing: nothing stops a second current batch",
                 fix,
             )
-        elif [(int(n), str(c)) for n, c, _ in found] != [(0, KEY_COLUMN)]:
-            columns = ", ".join(str(c) for _, c, _ in found)
+        elif [(int(n), str(c)) for n, c in found] != [(0, KEY_COLUMN)]:
+            columns = ", ".join(str(c) for _, c in found)
             kind = "UNIQUE" if int(found[0][0]) == 0 else "not UNIQUE"
             self.add(
                 "problem",
@@ -432,14 +431,6 @@ class _Doctor:
             )
         else:
             self.add("ok", "index", f"UNIQUE index {KEY_INDEX} on ({KEY_COLUMN})")
-            if KEY_INDEX_DESCENDING and str(found[0][2] or "").upper() != "D":
-                self.add(
-                    "note",
-                    "index",
-                    f"{KEY_INDEX} is stored ascending (this server ignores DESC, or it was "
-                    "rebuilt): while a flip's transaction is open, inserting a new batch "
-                    "waits for it",
-                )
 
     def check_lock_row(self) -> None:
         fix = self.rebuild(LOCK_TABLE)

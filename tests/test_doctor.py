@@ -392,23 +392,3 @@ class TestWhatRevisionsCreate:
         declared = {name for script in self.scripts() for name in script.module.creates}
         assert set(CURRENT_ROUTINE_FILES.values()) <= declared
         assert {KEY_INDEX, LOCK_TABLE, KEY_COLUMN, TABLE} <= declared
-
-
-class TestIndexes:
-    def test_ascending_key_index_is_noted(self, migrated_url: URL) -> None:
-        """An ascending key index (a server ignoring DESC) gets a note, and doctor stays healthy."""
-        conn = connect(migrated_url, autocommit=True)
-        with conn.cursor() as cur:
-            cur.execute("ALTER TABLE batchStatus ADD UNIQUE INDEX tmp_asc (currentBatchKey)")
-            cur.execute("ALTER TABLE batchStatus DROP INDEX uq_batchStatus_currentBatchKey")
-            cur.execute(
-                "ALTER TABLE batchStatus RENAME INDEX tmp_asc TO uq_batchStatus_currentBatchKey"
-            )
-        conn.close()
-        engine = create_engine(migrated_url, poolclass=pool.NullPool)
-        try:
-            report = diagnose(engine)
-        finally:
-            engine.dispose()
-        assert report.healthy
-        assert any(f.status == "note" and "ascending" in f.message for f in report.findings)
