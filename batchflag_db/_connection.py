@@ -195,8 +195,11 @@ class Link:
             finally:
                 cursor.close()
 
-    def call(self, procedure: str, *args: int | None) -> list[tuple[Any, ...]]:
-        """CALL ``procedure`` with integer (or NULL) arguments; return its first result's rows.
+    def call(self, procedure: str, *args: int | str | None) -> list[tuple[Any, ...]]:
+        """CALL ``procedure`` with integer, string (or NULL) arguments; return its first result's rows.
+
+        Integers are rendered as literals; strings (a scope value) are bound, quoted by
+        the driver.
 
         The CALL runs on the DB-API cursor and every result set is read, also under
         SQLAlchemy: SQLAlchemy reads only the first and closes the cursor, and
@@ -214,9 +217,17 @@ class Link:
                         fetched = [tuple(r) for r in result.fetchall()]
                         rows = rows or fetched
                     return rows
-                # The arguments are validated ints, rendered as literals: no paramstyle to guess.
-                rendered = ", ".join("NULL" if a is None else str(int(a)) for a in args)
-                cursor.execute(f"CALL {procedure}({rendered})")
+                # Ints are rendered as literals (no paramstyle to guess); a string is bound in
+                # the pyformat style, which every MySQL driver takes with a dict of values.
+                params = {f"a{i}": a for i, a in enumerate(args) if isinstance(a, str)}
+                rendered = ", ".join(
+                    "NULL" if a is None else f"%(a{i})s" if isinstance(a, str) else str(int(a))
+                    for i, a in enumerate(args)
+                )
+                if params:
+                    cursor.execute(f"CALL {procedure}({rendered})", params)
+                else:
+                    cursor.execute(f"CALL {procedure}({rendered})")
                 return drain(cursor).rows
             finally:
                 cursor.close()

@@ -131,7 +131,12 @@ def run_routine(relative_path: str) -> None:
     ``SET NAMES utf8mb4`` so the routine records the same ``character_set_client``
     as one created online (PyMySQL connects with utf8mb4).
     """
-    body = strip_sql_comments(read_sql(relative_path))
+    run_text(read_sql(relative_path))
+
+
+def run_text(sql: str) -> None:
+    """Run one compound statement (a routine), comments stripped, as :func:`run_routine` does."""
+    body = strip_sql_comments(sql)
     if is_offline():
         delimiter = _delimiter_for(body)
         op.get_context().impl.static_output(
@@ -160,13 +165,18 @@ def replace_routine(name: str, relative_path: str | None) -> None:
     if relative_path is None:
         run(f"DROP PROCEDURE IF EXISTS `{name}`")
         return
+    replace_routine_text(name, read_sql(relative_path), relative_path)
+
+
+def replace_routine_text(name: str, sql: str, source: str = "routine") -> None:
+    """Replace procedure ``name`` with the ``CREATE PROCEDURE`` text ``sql``, as :func:`replace_routine`."""
     if is_offline() or not _is_mariadb():
         run(f"DROP PROCEDURE IF EXISTS `{name}`")
-        run_routine(relative_path)
+        run_text(sql)
         return
-    body = strip_sql_comments(read_sql(relative_path))
+    body = strip_sql_comments(sql)
     if not _CREATE_PROCEDURE.match(body):
-        raise ValueError(f"{relative_path} does not start with CREATE PROCEDURE")
+        raise ValueError(f"{source} does not start with CREATE PROCEDURE")
     op.get_bind().exec_driver_sql(_CREATE_PROCEDURE.sub("CREATE OR REPLACE PROCEDURE", body, 1))
 
 

@@ -40,6 +40,7 @@ from batchflag_db.errors import (
     ER_ERROR_DURING_COMMIT,
     ER_LOCK_DEADLOCK,
     ER_LOCK_WAIT_TIMEOUT,
+    ER_SCOPE_CHANGED,
     ER_SP_DOES_NOT_EXIST,
     ER_TRANSACTION_ROLLBACK_DURING_COMMIT,
     BatchFlagError,
@@ -70,6 +71,7 @@ _RETRYABLE = {
     ER_ERROR_DURING_COMMIT: (
         f"certification conflict (error {ER_ERROR_DURING_COMMIT}, engine error 149)"
     ),
+    ER_SCOPE_CHANGED: f"the batch changed scope during the flip (error {ER_SCOPE_CHANGED})",
 }
 
 # Server status flags of the MySQL protocol (the same bits in every driver).

@@ -48,14 +48,15 @@ MAX_BATCH_ID = 2**63 - 1
 """Largest id the procedures accept (their parameter is a signed BIGINT)."""
 
 CURRENT_ROUTINE_FILES = {
-    SET_PROCEDURE: "procedures/set_current_batch/v2.sql",
-    UNSET_PROCEDURE: "procedures/unset_current_batch/v2.sql",
-    RESOLVE_PROCEDURE: "procedures/resolve_dashboard_batch/v2.sql",
+    SET_PROCEDURE: "procedures/set_current_batch/v3.sql",
+    UNSET_PROCEDURE: "procedures/unset_current_batch/v3.sql",
+    RESOLVE_PROCEDURE: "procedures/resolve_dashboard_batch/v3.sql",
 }
-"""The SQL file (under ``sql/``) of each routine at head. A revision that ships a new
-version of a routine adds its file and updates this map; `batchflag doctor` compares
-the server's routine bodies with these files. Revisions themselves name their files
-explicitly and never read this map."""
+"""The SQL file (under ``sql/``) of each routine at head, for the default installation.
+From revision 0006 on the files are templates, rendered with the recorded names, and
+an installation with a scope column has its own (:mod:`batchflag_db._routines`);
+`batchflag doctor` compares the server's routine bodies with them. Revisions
+themselves name their files explicitly and never read this map."""
 
 #: The session variable a flip keeps the caller's innodb_lock_wait_timeout in.
 SAVED_LOCK_WAIT = "@batchflag_saved_lock_wait"

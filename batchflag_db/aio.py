@@ -36,11 +36,17 @@ from typing import Any, TypeAlias, TypeVar
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from batchflag_db import installation
 from batchflag_db._retry import DEFAULT_RETRY, RetryPolicy, RetryState, owns_transaction
 from batchflag_db._schema import SET_PROCEDURE, UNSET_PROCEDURE
-from batchflag_db.errors import BatchFlagError, DatabaseConnectionError, translated_errors
+from batchflag_db.errors import (
+    ER_NO_SUCH_TABLE,
+    BatchFlagError,
+    DatabaseConnectionError,
+    SchemaNotReadyError,
+    translated_errors,
+)
 from batchflag_db.flag import (
-    CURRENT_QUERY,
     Flip,
     call_statement,
     current_from_rows,
@@ -91,12 +97,32 @@ async def _with_retry(
         return result, state.attempt
 
 
-async def _rows(conn: AsyncConnection, sql: str, batch_id: int | None) -> list[tuple[Any, ...]]:
-    params = {} if batch_id is None else {"batch_id": batch_id}
+async def _rows(
+    conn: AsyncConnection, sql: str, batch_id: int | None, **params: Any
+) -> list[tuple[Any, ...]]:
+    if batch_id is not None:
+        params["batch_id"] = batch_id
     result = await conn.execute(text(sql), params)
     rows = [tuple(r) for r in result] if result.returns_rows else []
     result.close()  # aiomysql and asyncmy read the CALL's remaining result sets on close
     return rows
+
+
+async def _installation(conn: AsyncConnection) -> installation.Installation:
+    """The recorded installation (the default one where there is no record), as the sync wrapper."""
+    try:
+        with translated_errors():
+            rows = await _rows(conn, installation.RECORD_QUERY, None)
+    except SchemaNotReadyError as exc:
+        if exc.errno != ER_NO_SUCH_TABLE:
+            raise
+        return installation.DEFAULT
+    return installation.from_record(rows[0] if rows else None)
+
+
+async def _current(conn: AsyncConnection, scope: str | int | None) -> list[tuple[Any, ...]]:
+    query = installation.current_query(await _installation(conn), scope)
+    return await _rows(conn, query, None, **({} if scope is None else {"scope": scope}))
 
 
 async def _owns_transaction(conn: AsyncConnection) -> bool | None:
@@ -208,11 +234,14 @@ async def unset_current_batch(
     return await _call(conn, UNSET_PROCEDURE, validate_batch_id(batch_id), retry)
 
 
-async def get_current_batch(conn: AsyncConnectable) -> int | None:
-    """Return the id of the current batch, or None (one probe of the key's UNIQUE index).
+async def get_current_batch(
+    conn: AsyncConnectable, *, scope: str | int | None = None
+) -> int | None:
+    """Return the id of the current batch (of ``scope``), or None, as the sync wrapper does.
 
     Raises:
         TypeError: ``conn`` is not an AsyncEngine or AsyncConnection.
+        ConfigurationError: ``scope`` given without a scope column, or missing with one.
         SchemaNotReadyError: The key column is missing: the migrations are not applied.
         DatabaseConnectionError: The server cannot be reached or refuses the login.
         BatchFlagError: Any other server error.
@@ -221,9 +250,9 @@ async def get_current_batch(conn: AsyncConnectable) -> int | None:
         if isinstance(conn, AsyncEngine):
             async with conn.connect() as raw:
                 session = await raw.execution_options(isolation_level="AUTOCOMMIT")
-                rows = await _rows(session, CURRENT_QUERY, None)
+                rows = await _current(session, scope)
         elif isinstance(conn, AsyncConnection):
-            rows = await _rows(conn, CURRENT_QUERY, None)
+            rows = await _current(conn, scope)
         else:
             raise _refuse(conn)
     return current_from_rows(rows)

@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from batchflag_db._connection import Connectable, Link, connect
+from batchflag_db._routines import RESOLVE_IN_SCOPE_PROCEDURE
 from batchflag_db._schema import (
     HISTORY_TABLE,
     KEY_COLUMN,
@@ -33,7 +34,12 @@ from batchflag_db._schema import (
     STATUS_COLUMN,
     TABLE,
 )
-from batchflag_db.errors import BatchFlagError
+from batchflag_db.errors import (
+    ER_SP_DOES_NOT_EXIST,
+    BatchFlagError,
+    ConfigurationError,
+    SchemaNotReadyError,
+)
 from batchflag_db.flag import validate_batch_id
 from batchflag_db.locks import stuck_warnings
 
@@ -163,7 +169,7 @@ class WatchSnapshot:
 
 
 def resolve_dashboard_batch(
-    conn: Connectable, requested_id: int | None = None
+    conn: Connectable, requested_id: int | None = None, *, scope: str | int | None = None
 ) -> Resolution | None:
     """Return the batch a dashboard shows and why (CALL resolve_dashboard_batch).
 
@@ -175,23 +181,40 @@ def resolve_dashboard_batch(
     Args:
         conn: An Engine, a Connection or a PEP 249 connection.
         requested_id: A batch the user asked for (``?batch_id=``), or None.
+        scope: With a scope column (one current batch per pipeline, say), the scope
+            to resolve in (CALL resolve_dashboard_batch_in_scope): every step looks
+            only at that scope's rows, and a requested batch must be in it.
 
     Returns:
         The resolution, or None when ``batchStatus`` has no rows.
 
     Raises:
         InvalidBatchIdError: ``requested_id`` is not a positive integer.
-        BatchNotFoundError: No row of batchStatus has ``requested_id``.
+        BatchNotFoundError: No row of batchStatus has ``requested_id`` (in ``scope``).
+        ConfigurationError: ``scope`` given without a scope column, or missing with one.
         SchemaNotReadyError: The procedure is missing: migrations not applied.
         BatchFlagError: Any other server error.
     """
     requested = None if requested_id is None else validate_batch_id(requested_id)
     with connect(conn) as link:
-        return _resolve(link, requested)
+        return _resolve(link, requested, scope)
 
 
-def _resolve(link: Link, requested_id: int | None) -> Resolution | None:
-    rows = link.call(RESOLVE_PROCEDURE, requested_id)
+def _resolve(
+    link: Link, requested_id: int | None, scope: str | int | None = None
+) -> Resolution | None:
+    if scope is None:
+        rows = link.call(RESOLVE_PROCEDURE, requested_id)
+    else:
+        try:
+            rows = link.call(RESOLVE_IN_SCOPE_PROCEDURE, requested_id, str(scope))
+        except SchemaNotReadyError as exc:
+            if exc.errno != ER_SP_DOES_NOT_EXIST:
+                raise
+            raise ConfigurationError(
+                f"scope={scope!r}: this database's installation has no scope column "
+                f"({RESOLVE_IN_SCOPE_PROCEDURE} does not exist), so one batch is current in all"
+            ) from exc
     if not rows:
         return None
     batch_id, reason = rows[0][:2]

@@ -23,21 +23,11 @@ from typing import Any, Literal
 from alembic.script import Script, ScriptDirectory
 from sqlalchemy import bindparam, text
 
-from batchflag_db import migrate
+from batchflag_db import _routines, installation, migrate
 from batchflag_db._connection import Connectable, Link, connect
 from batchflag_db._ddl import strip_sql_comments
 from batchflag_db._resources import read_sql
-from batchflag_db._schema import (
-    CURRENT_ROUTINE_FILES,
-    FLAG_COLUMN,
-    KEY_COLUMN,
-    KEY_EXPRESSION,
-    KEY_INDEX,
-    KEY_STORAGE,
-    LOCK_TABLE,
-    TABLE,
-    VERSION_TABLE,
-)
+from batchflag_db._schema import CURRENT_ROUTINE_FILES, KEY_STORAGE, VERSION_TABLE
 from batchflag_db.errors import (
     ER_DBACCESS_DENIED_ERROR,
     ER_LOCK_ROW_MISSING,
@@ -199,6 +189,25 @@ class _Doctor:
         self.findings: list[Finding] = []
         self.revisions = _Revisions.load()
         self.head = migrate.head_revision()
+        try:
+            self.inst = installation.read(link)
+        except BatchFlagError as exc:
+            if exc.errno not in _DENIED:
+                raise
+            self.inst = installation.DEFAULT  # read_revision says what this account lacks
+        self.recorded = bool(
+            self.rows(
+                "SELECT COUNT(*) FROM information_schema.TABLES "
+                "WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = :t",
+                t=installation.RECORD_TABLE,
+            )[0][0]
+        )
+        # Installed by the team's own Alembic chain (op.create_current_flag): no
+        # batchflag-db version table, and fixes are that chain's commands.
+        self.own_chain = False
+        self.routine_files: dict[str, str] = dict(CURRENT_ROUTINE_FILES)
+        if self.recorded:
+            self.routine_files = _routines.files(self.inst)
 
     # -- helpers
 
@@ -221,7 +230,22 @@ class _Doctor:
         return self.rebuild_from(self.rebuild_target(name, latest=latest), upgrade_args)
 
     def rebuild_from(self, target: str, upgrade_args: str = "") -> str:
+        if self.own_chain:
+            return (
+                "run your revision that calls op.create_current_flag again: alembic downgrade "
+                "<the revision before it> && alembic upgrade head"
+            )
         return f"{self.command} downgrade {target} && {self.command} upgrade{upgrade_args}"
+
+    @property
+    def key_expression(self) -> str:
+        """The key column's generation expression, for this installation's flag column."""
+        return f"IF(`{self.inst.flag_column}` <> 0, 1, NULL)"
+
+    def expected_source(self, name: str) -> str:
+        """The text a routine should have been created from: its file, rendered when recorded."""
+        relative = self.routine_files[name]
+        return _routines.render(relative, self.inst) if self.recorded else read_sql(relative)
 
     # -- checks
 
@@ -229,7 +253,7 @@ class _Doctor:
         revision = self.check_revision()
         if self.check_table():
             self.check_current_rows(revision)
-            if revision == self.head:
+            if revision == self.head or self.own_chain:
                 self.check_key_column()
                 self.check_index()
                 self.check_lock_row()
@@ -272,7 +296,15 @@ class _Doctor:
 
     def check_revision(self) -> str | None:
         revision = self.read_revision()
-        if revision is None:
+        if revision is None and self.recorded:
+            self.own_chain = True
+            self.add(
+                "ok",
+                "revision",
+                f"installed on {self.inst.describe()} by your own Alembic chain "
+                f"(op.create_current_flag; there is no {VERSION_TABLE})",
+            )
+        elif revision is None:
             self.add(
                 "problem",
                 "revision",
@@ -302,13 +334,13 @@ class _Doctor:
         found = self.rows(
             "SELECT ENGINE FROM information_schema.TABLES "
             "WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = :t",
-            t=TABLE,
+            t=self.inst.table,
         )
         if not found:
             self.add(
                 "problem",
                 "table",
-                f"table {TABLE} does not exist",
+                f"table {self.inst.table} does not exist",
                 f"{self.command} downgrade base && {self.command} upgrade",
             )
             return False
@@ -317,11 +349,11 @@ class _Doctor:
             self.add(
                 "problem",
                 "table",
-                f"{TABLE} uses the {engine} engine: flips are not atomic without InnoDB",
-                f"ALTER TABLE `{TABLE}` ENGINE=InnoDB",
+                f"{self.inst.table} uses the {engine} engine: flips are not atomic without InnoDB",
+                f"ALTER self.inst.table `{self.inst.table}` ENGINE=InnoDB",
             )
         else:
-            self.add("ok", "table", f"{TABLE} exists (InnoDB)")
+            self.add("ok", "table", f"{self.inst.table} exists (InnoDB)")
         return True
 
     def check_current_rows(self, revision: str | None) -> None:
@@ -330,21 +362,25 @@ class _Doctor:
             for r in self.rows(
                 "SELECT COLUMN_NAME FROM information_schema.COLUMNS "
                 "WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = :t",
-                t=TABLE,
+                t=self.inst.table,
             )
         }
-        if FLAG_COLUMN not in columns:
+        if self.inst.flag_column not in columns:
             self.add(
                 "problem",
                 "current rows",
-                f"{TABLE} has no column {FLAG_COLUMN}",
+                f"{self.inst.table} has no column {self.inst.flag_column}",
                 f"{self.command} downgrade base && {self.command} upgrade",
             )
+            return
+        if self.inst.scope_column is not None:
+            self.check_current_rows_per_scope()
             return
         ids = [
             int(r[0])
             for r in self.rows(
-                f"SELECT `id` FROM `{TABLE}` WHERE `{FLAG_COLUMN}` <> 0 ORDER BY `id` LIMIT 11"
+                f"SELECT `{self.inst.id_column}` FROM `{self.inst.table}` "
+                f"WHERE `{self.inst.flag_column}` <> 0 ORDER BY `{self.inst.id_column}` LIMIT 11"
             )
         ]
         if len(ids) <= 1:
@@ -353,9 +389,9 @@ class _Doctor:
             return
         shown = ", ".join(str(i) for i in ids[:10]) + (", ..." if len(ids) > 10 else "")
         newest = max(ids)
-        key = self.revisions.creating(KEY_INDEX, latest=False)
+        key = self.revisions.creating(self.inst.key_index, latest=False)
         if key is not None and self.revisions.applied(revision, key.revision):
-            fix = self.rebuild(KEY_INDEX, upgrade_args=f" --keep-current {newest}")
+            fix = self.rebuild(self.inst.key_index, upgrade_args=f" --keep-current {newest}")
         else:
             fix = f"{self.command} upgrade --keep-current {newest}"
         self.add(
@@ -367,96 +403,130 @@ class _Doctor:
             fix,
         )
 
+    def check_current_rows_per_scope(self) -> None:
+        scope = self.inst.scope_column
+        crowded = self.rows(
+            f"SELECT `{scope}`, COUNT(*) FROM `{self.inst.table}` "
+            f"WHERE `{self.inst.flag_column}` <> 0 GROUP BY `{scope}` HAVING COUNT(*) > 1 "
+            "LIMIT 10"
+        )
+        if not crowded:
+            self.add("ok", "current rows", f"at most one batch is current per {scope}")
+            return
+        shown = ", ".join(f"{value!s}: {count}" for value, count in crowded)
+        self.add(
+            "problem",
+            "current rows",
+            f"several batches are current in one {scope} ({shown}), at most one may be",
+            self.rebuild(self.inst.key_index),
+        )
+
     def check_key_column(self) -> None:
         found = self.rows(
             "SELECT EXTRA, GENERATION_EXPRESSION FROM information_schema.COLUMNS "
             "WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = :t AND COLUMN_NAME = :c",
-            t=TABLE,
-            c=KEY_COLUMN,
+            t=self.inst.table,
+            c=self.inst.key_column,
         )
-        fix = self.rebuild(KEY_INDEX)
+        fix = self.rebuild(self.inst.key_index)
         if not found:
-            self.add("problem", "key column", f"{TABLE}.{KEY_COLUMN} is missing", fix)
+            self.add(
+                "problem", "key column", f"{self.inst.table}.{self.inst.key_column} is missing", fix
+            )
             return
         extra, expression = (str(v or "") for v in found[0])
         if "GENERATED" not in extra.upper() or not expression:
             self.add(
                 "problem",
                 "key column",
-                f"{TABLE}.{KEY_COLUMN} is not a generated column (expected "
-                f"{KEY_EXPRESSION} {KEY_STORAGE})",
+                f"{self.inst.table}.{self.inst.key_column} is not a generated column (expected "
+                f"{self.key_expression} {KEY_STORAGE})",
                 fix,
             )
-        elif _normalize_expression(expression) != _normalize_expression(KEY_EXPRESSION):
+        elif _normalize_expression(expression) != _normalize_expression(self.key_expression):
             self.add(
                 "problem",
                 "key column",
-                f"{TABLE}.{KEY_COLUMN} is generated as {expression}, expected {KEY_EXPRESSION}",
+                f"{self.inst.table}.{self.inst.key_column} is generated as {expression}, expected {self.key_expression}",
                 fix,
             )
         elif KEY_STORAGE not in extra.upper():
             self.add(
                 "problem",
                 "key column",
-                f"{TABLE}.{KEY_COLUMN} is {extra}, this version expects {KEY_STORAGE}",
+                f"{self.inst.table}.{self.inst.key_column} is {extra}, this version expects {KEY_STORAGE}",
                 fix,
             )
         else:
-            self.add("ok", "key column", f"{KEY_COLUMN} = {KEY_EXPRESSION} {KEY_STORAGE}")
+            self.add(
+                "ok", "key column", f"{self.inst.key_column} = {self.key_expression} {KEY_STORAGE}"
+            )
 
     def check_index(self) -> None:
         found = self.rows(
             "SELECT NON_UNIQUE, COLUMN_NAME FROM information_schema.STATISTICS "
             "WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = :t AND INDEX_NAME = :i "
             "ORDER BY SEQ_IN_INDEX",
-            t=TABLE,
-            i=KEY_INDEX,
+            t=self.inst.table,
+            i=self.inst.key_index,
         )
-        fix = self.rebuild(KEY_INDEX)
+        fix = self.rebuild(self.inst.key_index)
+        expected = self.inst.key_columns
         if not found:
             self.add(
                 "problem",
                 "index",
-                f"UNIQUE index {KEY_INDEX} is missing: nothing stops a second current batch",
+                f"UNIQUE index {self.inst.key_index} is missing: nothing stops a second current batch",
                 fix,
             )
-        elif [(int(n), str(c)) for n, c in found] != [(0, KEY_COLUMN)]:
+        elif [(int(n), str(c)) for n, c in found] != [(0, c) for c in expected]:
             columns = ", ".join(str(c) for _, c in found)
             kind = "UNIQUE" if int(found[0][0]) == 0 else "not UNIQUE"
             self.add(
                 "problem",
                 "index",
-                f"index {KEY_INDEX} is {kind} on ({columns}); expected UNIQUE on ({KEY_COLUMN})",
+                f"index {self.inst.key_index} is {kind} on ({columns}); expected UNIQUE on "
+                f"({', '.join(expected)})",
                 fix,
             )
         else:
-            self.add("ok", "index", f"UNIQUE index {KEY_INDEX} on ({KEY_COLUMN})")
+            self.add(
+                "ok", "index", f"UNIQUE index {self.inst.key_index} on ({', '.join(expected)})"
+            )
 
     def check_lock_row(self) -> None:
-        fix = self.rebuild(LOCK_TABLE)
+        fix = self.rebuild(self.inst.lock_table)
         exists = self.rows(
             "SELECT COUNT(*) FROM information_schema.TABLES "
             "WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = :t",
-            t=LOCK_TABLE,
+            t=self.inst.lock_table,
         )
         if not exists[0][0]:
-            self.add("problem", "lock row", f"table {LOCK_TABLE} is missing: every flip fails", fix)
+            self.add(
+                "problem",
+                "lock row",
+                f"table {self.inst.lock_table} is missing: every flip fails",
+                fix,
+            )
             return
-        count = self.rows(f"SELECT COUNT(*) FROM `{LOCK_TABLE}` WHERE `id` = 1")[0][0]
+        if self.inst.scoped:
+            self.add("ok", "lock row", f"{self.inst.lock_table} exists (a row per scope)")
+            return
+        count = self.rows(f"SELECT COUNT(*) FROM `{self.inst.lock_table}` WHERE `id` = 1")[0][0]
         if not count:
             self.add(
                 "problem",
                 "lock row",
-                f"the row id=1 of {LOCK_TABLE} is missing: every flip fails "
+                f"the row id=1 of {self.inst.lock_table} is missing: every flip fails "
                 f"(error {ER_LOCK_ROW_MISSING})",
                 fix,
             )
         else:
-            self.add("ok", "lock row", f"{LOCK_TABLE} has its row")
+            self.add("ok", "lock row", f"{self.inst.lock_table} has its row")
 
     def check_routines(self) -> dict[str, list[str]]:
         """Check each routine; return {definer: [routine names]}."""
-        names = list(CURRENT_ROUTINE_FILES)
+        names = list(self.routine_files)
         query = text(
             "SELECT ROUTINE_NAME, DEFINER, SECURITY_TYPE "
             "FROM information_schema.ROUTINES WHERE ROUTINE_SCHEMA = DATABASE() "
@@ -468,7 +538,7 @@ class _Doctor:
         }
         definers: dict[str, list[str]] = {}
         for name in names:
-            relative = CURRENT_ROUTINE_FILES[name]
+            relative = self.routine_files[name]
             fix = self.rebuild(relative, latest=True)
             row = found.get(name)
             if row is None:
@@ -476,7 +546,7 @@ class _Doctor:
                 continue
             _, definition, definer, security = row
             definers.setdefault(str(definer), []).append(name)
-            source = read_sql(relative)
+            source = self.expected_source(name)
             expected_security = _SECURITY.search(source)
             wanted = expected_security.group(1).upper() if expected_security else "DEFINER"
             if definition is None:
@@ -561,7 +631,7 @@ class _Doctor:
                 self.add("ok", "definer", f"{shown} (definer of {', '.join(routines)}) exists")
             else:
                 targets = {
-                    self.rebuild_target(CURRENT_ROUTINE_FILES[r], latest=True) for r in routines
+                    self.rebuild_target(self.routine_files[r], latest=True) for r in routines
                 }
                 fix = self.rebuild_from(min(targets, key=self.revisions.position))
                 self.add(

@@ -30,6 +30,11 @@ __all__ = [
 ER_INVALID_BATCH_ID = 31001
 ER_BATCH_NOT_FOUND = 31002
 ER_LOCK_ROW_MISSING = 31003
+# With a scope column: the batch moved to another scope (or was deleted) between the
+# flip's first read and its locks (SQLSTATE 40001, a conflict: retry), and
+# resolve_dashboard_batch(NULL) where the answer depends on the scope.
+ER_SCOPE_CHANGED = 31005
+ER_SCOPE_REQUIRED = 31006
 
 # The server's (names as in MySQL's and MariaDB's error lists).
 ER_DBACCESS_DENIED_ERROR = 1044
@@ -188,6 +193,8 @@ _BY_ERRNO: dict[int, type[BatchFlagError]] = {
     ER_INVALID_BATCH_ID: InvalidBatchIdError,
     ER_BATCH_NOT_FOUND: BatchNotFoundError,
     ER_LOCK_ROW_MISSING: SchemaNotReadyError,
+    ER_SCOPE_CHANGED: TransactionConflictError,
+    ER_SCOPE_REQUIRED: ConfigurationError,
     ER_NO_SUCH_TABLE: SchemaNotReadyError,
     ER_BAD_FIELD_ERROR: SchemaNotReadyError,
     ER_SP_DOES_NOT_EXIST: SchemaNotReadyError,

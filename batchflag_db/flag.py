@@ -42,11 +42,9 @@ from batchflag_db._retry import (
 )
 from batchflag_db._schema import (
     FLIP_SAVEPOINT,
-    KEY_COLUMN,
     MAX_BATCH_ID,
     SAVED_LOCK_WAIT,
     SET_PROCEDURE,
-    TABLE,
     UNSET_PROCEDURE,
 )
 from batchflag_db.errors import (
@@ -55,6 +53,8 @@ from batchflag_db.errors import (
     InvalidBatchIdError,
     ReadOnlyServerError,
 )
+from batchflag_db.installation import DEFAULT, current_query
+from batchflag_db.installation import read as read_installation
 from batchflag_db.locks import find_lock_holders
 
 __all__ = [
@@ -90,8 +90,9 @@ UNSET_PENDING_EVENT = "current_batch_flag_unset_pending"
 
 _PENDING_NOTE = " (inside the caller's transaction: not committed yet)"
 
-CURRENT_QUERY = f"SELECT id FROM {TABLE} WHERE {KEY_COLUMN} = 1"
-"""The current batch, by a probe of the key column's UNIQUE index (never a scan)."""
+CURRENT_QUERY = current_query(DEFAULT, None)
+"""The current batch of the default installation, by a probe of the key column's UNIQUE
+index (never a scan); :func:`get_current_batch` builds it for the recorded names."""
 
 PRIMARY_QUERY = (
     "SELECT MEMBER_HOST, MEMBER_PORT FROM performance_schema.replication_group_members "
@@ -404,20 +405,28 @@ def unset_current_batch(
     return _call(conn, UNSET_PROCEDURE, validate_batch_id(batch_id), retry)
 
 
-def get_current_batch(conn: Connectable) -> int | None:
-    """Return the id of the current batch, or None when no batch is current.
+def get_current_batch(conn: Connectable, *, scope: str | int | None = None) -> int | None:
+    """Return the id of the current batch (of ``scope``), or None when no batch is current.
 
-    A lookup on the UNIQUE index of ``currentBatchKey`` (one index probe, never a
-    scan; MariaDB before 11.8 does not use that index for ``WHERE currentBatch = 1``).
-    A plain consistent read: it takes no locks and is never retried.
+    Reads the installation's names (one primary-key read of its record), then probes
+    the key column's UNIQUE index (never a scan; MariaDB before 11.8 does not use
+    that index for ``WHERE currentBatch = 1``). Plain consistent reads: no locks,
+    never retried.
+
+    Args:
+        conn: An Engine, a Connection or a PEP 249 connection.
+        scope: With a scope column (one current batch per pipeline, say), the scope
+            value whose current batch you want; required there, refused elsewhere.
 
     Raises:
+        ConfigurationError: ``scope`` given without a scope column, or missing with one.
         SchemaNotReadyError: The key column is missing: the migrations are not applied.
         DatabaseConnectionError: The server cannot be reached or refuses the login.
         BatchFlagError: Any other server error.
     """
     with connect(conn) as link:
-        rows = link.run(CURRENT_QUERY).rows
+        query = current_query(read_installation(link), scope)
+        rows = link.query(query, scope=scope).rows if scope is not None else link.run(query).rows
     return current_from_rows(rows)
 
 

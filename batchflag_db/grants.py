@@ -24,8 +24,9 @@ from __future__ import annotations
 
 import re
 
+from batchflag_db import _routines, installation
 from batchflag_db._connection import Connectable, connect
-from batchflag_db._schema import FLAG_COLUMN, KEY_COLUMN, ROUTINES, TABLE
+from batchflag_db._schema import FLAG_COLUMN, KEY_COLUMN, TABLE
 from batchflag_db.errors import (
     ACCESS_DENIED_ERRNOS,
     ER_CANT_CREATE_USER_WITH_GRANT,
@@ -35,6 +36,7 @@ from batchflag_db.errors import (
     SchemaNotReadyError,
     driver_error_details,
 )
+from batchflag_db.installation import DEFAULT, RECORD_TABLE, Installation
 
 __all__ = [
     "InvalidAccountError",
@@ -115,16 +117,18 @@ def quote_identifier(name: str) -> str:
     return "`" + name.replace("`", "``") + "`"
 
 
-def grant_statements(account: str, database: str) -> list[str]:
+def grant_statements(account: str, database: str, inst: Installation = DEFAULT) -> list[str]:
     """Return the GRANT statements that let ``account`` flip and read, but not write the flag.
 
-    SELECT on batchStatus, then EXECUTE on each routine of ``_schema.ROUTINES``.
+    SELECT on the installation's table, then EXECUTE on each of its routines, then
+    SELECT on the record of its names (the wrappers read it to know them).
 
     The statements carry no trailing semicolon.
 
     Args:
         account: ``'user'@'host'`` or ``user@host``; the account must exist.
-        database: The database holding ``batchStatus`` and the procedures.
+        database: The database holding the table and the procedures.
+        inst: The installation (default: ``batchStatus`` and no scope column).
 
     Raises:
         InvalidAccountError: ``account`` is not a valid account.
@@ -132,10 +136,12 @@ def grant_statements(account: str, database: str) -> list[str]:
     """
     who = quote_account(account)
     db = quote_identifier(database)
-    statements = [f"GRANT SELECT ON {db}.{quote_identifier(TABLE)} TO {who}"]
+    statements = [f"GRANT SELECT ON {db}.{quote_identifier(inst.table)} TO {who}"]
     statements += [
-        f"GRANT EXECUTE ON PROCEDURE {db}.{quote_identifier(name)} TO {who}" for name in ROUTINES
+        f"GRANT EXECUTE ON PROCEDURE {db}.{quote_identifier(name)} TO {who}"
+        for name in _routines.files(inst)
     ]
+    statements.append(f"GRANT SELECT ON {db}.{quote_identifier(RECORD_TABLE)} TO {who}")
     return statements
 
 
@@ -175,9 +181,10 @@ def grant(conn: Connectable, account: str, database: str) -> None:
         BatchFlagError: The account does not exist, ``conn`` may not grant, or
             another server error (``errno`` and ``sqlstate`` kept).
     """
-    statements = grant_statements(account, database)
+    quote_account(account)  # refuse a bad account before reading anything
     try:
         with connect(conn) as link:
+            statements = grant_statements(account, database, installation.read(link, database))
             for statement in statements:
                 link.run(statement)
     except BatchFlagError as error:

@@ -16,6 +16,7 @@ from batchflag_db._resources import data_root
 from batchflag_db._schema import VERSION_TABLE
 from batchflag_db.config import normalize_url
 from batchflag_db.errors import DatabaseConnectionError, translated_errors
+from batchflag_db.installation import Installation
 
 __all__ = ["alembic_config", "current_revision", "downgrade", "head_revision", "upgrade"]
 
@@ -39,14 +40,26 @@ def alembic_config(url: str | URL | None = None, **attributes: Any) -> Config:
     return config
 
 
-def upgrade(url: str | URL, revision: str = "head", *, keep_current: int | None = None) -> None:
+def upgrade(
+    url: str | URL,
+    revision: str = "head",
+    *,
+    keep_current: int | None = None,
+    installation: Installation | None = None,
+    create_table: bool = False,
+) -> None:
     """Upgrade the database at ``url`` to ``revision``.
 
     Args:
         url: The database URL.
         revision: Target revision (default ``head``).
         keep_current: When several rows are already current, the one to keep
-            (default: the newest).
+            (default: the newest of each scope).
+        installation: The table and column names to install on (default: the
+            recorded ones, else ``batchStatus`` and its columns). Other names than the
+            default are installed whole by revision 0006; revisions 0001-0005 skip.
+        create_table: Create ``batchStatus`` even though the database has other tables
+            (without it, revision 0001 creates it only in a database with none).
 
     Raises:
         ConfigurationError: The URL is malformed or not a MySQL/MariaDB URL.
@@ -54,7 +67,10 @@ def upgrade(url: str | URL, revision: str = "head", *, keep_current: int | None 
         MigrationRefusedError: A revision refused the data as it is (the message says why);
             nothing changed.
     """
-    config = alembic_config(url, keep_current=keep_current)
+    extra: dict[str, Any] = {"keep_current": keep_current, "create_table": create_table}
+    if installation is not None:
+        extra["installation"] = installation
+    config = alembic_config(url, **extra)
     with translated_errors(only=DatabaseConnectionError):
         command.upgrade(config, revision)
 

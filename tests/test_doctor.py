@@ -24,6 +24,7 @@ from sqlalchemy.engine import URL
 from batchflag_db import migrate
 from batchflag_db._ddl import strip_sql_comments
 from batchflag_db._resources import read_sql
+from batchflag_db._routines import head_source, render
 from batchflag_db._schema import (
     CURRENT_ROUTINE_FILES,
     KEY_COLUMN,
@@ -34,6 +35,7 @@ from batchflag_db._schema import (
 )
 from batchflag_db.cli import cli
 from batchflag_db.doctor import diagnose, routine_body
+from batchflag_db.installation import DEFAULT
 from tests.conftest import connect, current_rows
 
 
@@ -197,7 +199,7 @@ class TestCatchesBrokenDatabases:
 
     def test_procedure_changed_by_one_statement(self, migrated_url: URL) -> None:
         """A body that differs from the file by one statement only is still caught."""
-        source = strip_sql_comments(read_sql(CURRENT_ROUTINE_FILES[SET_PROCEDURE]))
+        source = strip_sql_comments(head_source(SET_PROCEDURE))
         assert "SET v_changed = 1;" in source
         edited = source.replace("SET v_changed = 1;", "SET v_changed = 1; SET v_changed = 1;", 1)
         execute(migrated_url, f"DROP PROCEDURE {SET_PROCEDURE}", edited)
@@ -267,7 +269,7 @@ class TestCatchesBrokenDatabases:
     def test_definer_missing(self, migrated_url: URL) -> None:
         """Procedures whose definer account does not exist (after a restore) are caught."""
         ghost = f"ghost_{uuid.uuid4().hex[:8]}"
-        source = strip_sql_comments(read_sql(CURRENT_ROUTINE_FILES[SET_PROCEDURE]))
+        source = strip_sql_comments(head_source(SET_PROCEDURE))
         with_definer = source.replace(
             "CREATE PROCEDURE", f"CREATE DEFINER = '{ghost}'@'localhost' PROCEDURE", 1
         )
@@ -331,7 +333,7 @@ class TestBodyComparison:
                 definition = cur.fetchone()[2]
         finally:
             conn.close()
-        expected = routine_body(read_sql(CURRENT_ROUTINE_FILES[routine]))
+        expected = routine_body(head_source(routine))
         assert routine_body(definition) == expected
         assert expected.startswith("BEGIN ")
         assert expected.endswith("END")
@@ -380,7 +382,9 @@ class TestWhatRevisionsCreate:
             upgrade_sql = self.offline_upgrade(script)
             for name in script.module.creates:
                 if name.endswith(".sql"):
-                    assert strip_sql_comments(read_sql(name)) in upgrade_sql, (
+                    # From 0006 on the files are templates, written rendered.
+                    source = render(name, DEFAULT) if "${" in read_sql(name) else read_sql(name)
+                    assert strip_sql_comments(source) in upgrade_sql, (
                         script.revision,
                         name,
                     )

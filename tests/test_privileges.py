@@ -23,9 +23,8 @@ from batchflag_db import (
     set_current_batch,
     unset_current_batch,
 )
-from batchflag_db._resources import read_sql
+from batchflag_db._routines import head_source
 from batchflag_db._schema import (
-    CURRENT_ROUTINE_FILES,
     RESOLVE_PROCEDURE,
     ROUTINES,
     SET_PROCEDURE,
@@ -95,9 +94,11 @@ class TestGrantStatements:
             "GRANT EXECUTE ON PROCEDURE `prod`.`set_current_batch` TO 'app'@'%'",
             "GRANT EXECUTE ON PROCEDURE `prod`.`unset_current_batch` TO 'app'@'%'",
         ]
-        assert statements[3:] == [
+        assert statements[3:-1] == [
             f"GRANT EXECUTE ON PROCEDURE `prod`.`{name}` TO 'app'@'%'" for name in ROUTINES[2:]
         ]
+        # the wrappers read the installation's names from its record
+        assert statements[-1] == "GRANT SELECT ON `prod`.`currentBatchInstallation` TO 'app'@'%'"
 
     @pytest.mark.parametrize(
         ("account", "expected"),
@@ -273,7 +274,8 @@ class TestLeastPrivilege:
         with root.cursor() as cur:
             cur.execute(f"SHOW GRANTS FOR {account}")
             shown = sorted(r[0] for r in cur.fetchall())
-        assert len(shown) == 2 + len(ROUTINES), shown
+        assert len(shown) == 3 + len(ROUTINES), shown  # USAGE, 2 SELECTs, the EXECUTEs
+        assert any("GRANT SELECT ON" in g and "`currentBatchInstallation`" in g for g in shown)
         assert shown[0].startswith(f"GRANT EXECUTE ON PROCEDURE `{migrated_url.database}`.")
         assert any("GRANT SELECT ON" in g and "`batchStatus`" in g for g in shown), shown
         assert any(g.startswith("GRANT USAGE ON *.*") for g in shown), shown
@@ -421,7 +423,7 @@ class TestSqlSecurity:
         """
         (a,) = add_batches(1)
         root = connect_db(autocommit=True)
-        body = read_sql(CURRENT_ROUTINE_FILES[SET_PROCEDURE])
+        body = head_source(SET_PROCEDURE)
         invoker = body.replace(
             f"CREATE PROCEDURE {SET_PROCEDURE}(", "CREATE PROCEDURE set_current_batch_invoker("
         ).replace("SQL SECURITY DEFINER", "SQL SECURITY INVOKER")

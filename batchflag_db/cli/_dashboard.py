@@ -110,17 +110,23 @@ def run_watch(
     metavar="ID",
     help="The batch the user asked for (the dashboard's ?batch_id=); it must exist.",
 )
+@click.option(
+    "--scope",
+    metavar="VALUE",
+    default=None,
+    help="With a scope column: resolve within this scope's batches.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
-def resolve(batch_id: int | None, as_json: bool) -> None:
+def resolve(batch_id: int | None, scope: str | None, as_json: bool) -> None:
     """Print the batch the dashboard shows, and why.
 
     In order: --batch-id (requested); the current batch (current_flag); the
     newest InProgress batch (in_progress); the newest batch not Completed
-    (incomplete); the newest batch (most_recent). An empty batchStatus prints
-    "no batch" (JSON: nulls) and exits 0.
+    (incomplete); the newest batch (most_recent). With --scope, all within that
+    scope. An empty batchStatus prints "no batch" (JSON: nulls) and exits 0.
     """
     with open_engine() as engine:
-        resolution = resolve_dashboard_batch(engine, batch_id)
+        resolution = resolve_dashboard_batch(engine, batch_id, scope=scope)
     if as_json:
         echo_json(
             {

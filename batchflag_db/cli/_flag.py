@@ -12,10 +12,16 @@ __all__ = ["current", "set_current", "unset_current"]
 
 @click.command(short_help="Print the current batch id (nothing if none).")
 @click.option("--json", "as_json", is_flag=True, help='Print JSON: {"current_batch": ID or null}.')
-def current(as_json: bool) -> None:
-    """Print the id of the current batch, or nothing when no batch is current."""
+@click.option(
+    "--scope",
+    metavar="VALUE",
+    default=None,
+    help="With a scope column (one current batch per pipeline, say): the scope's value.",
+)
+def current(as_json: bool, scope: str | None) -> None:
+    """Print the id of the current batch (of --scope), or nothing when none is current."""
     with open_engine() as engine:
-        batch_id = get_current_batch(engine)
+        batch_id = get_current_batch(engine, scope=scope)
     if as_json:
         echo_json({"current_batch": batch_id})
     elif batch_id is not None:

@@ -14,6 +14,8 @@ from batchflag_db.cli.helpers import (
     command_prefix,
     echo_json,
     get_settings,
+    installation_from,
+    installation_options,
     resolve_database_url,
 )
 from batchflag_db.config import describe_url
@@ -40,15 +42,27 @@ def _head_note(revision: str | None) -> str:
     metavar="ID",
     help="When several batches are already current, keep this one (default: the newest).",
 )
-def upgrade(revision: str, keep_current: int | None) -> None:
+@installation_options
+def upgrade(
+    revision: str, keep_current: int | None, create_table: bool, **names: str | None
+) -> None:
     """Upgrade the database to REV (default: head).
 
-    Adopts an existing batchStatus table as it is. If several rows are already
-    current, the newest (or --keep-current ID) stays current; each row cleared is logged.
+    Adopts an existing batchStatus table as it is, or the table --table names (with
+    its columns' names). It creates batchStatus only in a database with no tables, or
+    with --create-table. If several rows are already current, the newest (or
+    --keep-current ID) stays current, per scope with --scope-column; each row cleared
+    is logged.
     """
     url = resolve_database_url()
     before = migrate.current_revision(url)
-    migrate.upgrade(url, revision, keep_current=keep_current)
+    migrate.upgrade(
+        url,
+        revision,
+        keep_current=keep_current,
+        installation=installation_from(names),
+        create_table=create_table,
+    )
     after = migrate.current_revision(url)
     where = describe_url(url)
     if before == after:
@@ -123,7 +137,14 @@ def revision(as_json: bool) -> None:
     help="In the script, keep this batch current where several are (default: the newest); "
     "the script stops before any change if several are current and ID is none of them.",
 )
-def sql(revision: str, start: str | None, keep_current: int | None) -> None:
+@installation_options
+def sql(
+    revision: str,
+    start: str | None,
+    keep_current: int | None,
+    create_table: bool,
+    **names: str | None,
+) -> None:
     """Print the upgrade to REV (default: head) as a SQL script, for DBAs.
 
     Apply it with the client as it is: mariadb DATABASE < upgrade.sql (or mysql).
@@ -136,8 +157,11 @@ def sql(revision: str, start: str | None, keep_current: int | None) -> None:
     batchflag_check_keep_current, which the next run replaces. Do not run it with
     the client's --force, which would go on past the stop.
     """
+    del create_table  # a script cannot look: CREATE TABLE IF NOT EXISTS adopts a table
     buffer = io.StringIO()
-    config = migrate.alembic_config(None, keep_current=keep_current)
+    inst = installation_from(names)
+    extra = {} if inst is None else {"installation": inst}
+    config = migrate.alembic_config(None, keep_current=keep_current, **extra)
     config.output_buffer = buffer
     target = f"{start}:{revision}" if start else revision
     command.upgrade(config, target, sql=True)

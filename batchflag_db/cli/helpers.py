@@ -21,7 +21,7 @@ import datetime
 import decimal
 import json
 import re
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -33,6 +33,7 @@ from batchflag_db._text import table_lines
 from batchflag_db.config import describe_url, resolve_url
 from batchflag_db.errors import ConfigurationError, InvalidBatchIdError
 from batchflag_db.flag import validate_batch_id
+from batchflag_db.installation import Installation
 
 __all__ = [
     "BATCH_ID",
@@ -42,6 +43,8 @@ __all__ = [
     "echo_json",
     "echo_table",
     "get_settings",
+    "installation_from",
+    "installation_options",
     "open_engine",
     "resolve_database_url",
 ]
@@ -155,3 +158,43 @@ class BatchIdType(click.ParamType):  # type: ignore[type-arg,unused-ignore]  # g
 
 BATCH_ID = BatchIdType()
 """The click parameter type of a batch id argument or option."""
+
+
+_INSTALLATION_OPTIONS = (
+    ("--table", "table", "Your table's name (default batchStatus)."),
+    ("--id-column", "id_column", "Its primary key column (default id)."),
+    ("--flag-column", "flag_column", "Its current-flag column (default currentBatch)."),
+    ("--status-column", "status_column", "Its status column (default batchStatus)."),
+    (
+        "--scope-column",
+        "scope_column",
+        "A NOT NULL column: one current batch per value of it (e.g. pipeline).",
+    ),
+    (
+        "--scope-type",
+        "scope_type",
+        "The scope column's type as SHOW CREATE TABLE shows it (needed by `sql` only).",
+    ),
+)
+
+
+def installation_options(function: Callable[..., Any]) -> Callable[..., Any]:
+    """Add the installation's name options (and --create-table) to a command."""
+    for flag, name, text in reversed(_INSTALLATION_OPTIONS):
+        function = click.option(flag, name, metavar="NAME", default=None, help=text)(function)
+    return click.option(
+        "--create-table",
+        is_flag=True,
+        help="Create batchStatus even though the database has other tables.",
+    )(function)
+
+
+def installation_from(names: dict[str, str | None]) -> Installation | None:
+    """The installation the name options give, or None when none is given."""
+    given = {k: v for k, v in names.items() if v}
+    if not given:
+        return None
+    try:
+        return Installation.from_options(given)
+    except ConfigurationError as exc:
+        raise click.BadParameter(str(exc)) from None

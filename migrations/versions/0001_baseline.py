@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import logging
 
-from batchflag_db import _ddl
+from batchflag_db import _ddl, _install
 from batchflag_db.errors import MigrationRefusedError
 
 revision = "0001"
@@ -71,6 +71,8 @@ def _flag_comment() -> str | None:
 
 
 def upgrade() -> None:
+    if _install.skip_default_revision(table_needed=False):
+        return  # an installation on other names: revision 0006 does it all
     if _ddl.is_offline():
         # A script cannot look first; CREATE TABLE IF NOT EXISTS adopts an existing
         # table, and the DBA adds `currentBatch` by hand if an adopted table lacks it.
@@ -94,6 +96,8 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
+    if _install.skip_default_revision(table_needed=False):
+        return  # an installation on other names: revision 0006 does it all
     if _ddl.is_offline():
         _ddl.run("-- batchflag-db keeps batchStatus and its rows on downgrade")
         return

@@ -23,7 +23,7 @@ import logging
 
 from alembic import context
 
-from batchflag_db import _ddl
+from batchflag_db import _ddl, _install
 from batchflag_db._keep_current import CURRENT_ROWS_QUERY, keep_current_argument
 from batchflag_db._keep_current import check as check_keep_current
 from batchflag_db.errors import ER_DUP_ENTRY, driver_error_details
@@ -95,6 +95,8 @@ def _index_exists() -> bool:
 
 
 def upgrade() -> None:
+    if _install.skip_default_revision():
+        return  # an installation on other names: revision 0006 does it all
     if _ddl.is_offline():
         # Where keep_current is given, env.py put its check first in the script: the
         # script stops unless that batch is current or at most one batch is. So keep it
@@ -133,6 +135,8 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
+    if _install.skip_default_revision():
+        return  # an installation on other names: revision 0006 does it all
     if _ddl.is_offline() or _index_exists():
         _ddl.run("ALTER TABLE `batchStatus` DROP INDEX `uq_batchStatus_currentBatchKey`")
     if _ddl.is_offline() or _column_exists():

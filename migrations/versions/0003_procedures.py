@@ -11,7 +11,7 @@ Create Date: 2026-11-28
 
 from __future__ import annotations
 
-from batchflag_db import _ddl
+from batchflag_db import _ddl, _install
 
 revision = "0003"
 down_revision = "0002"
@@ -37,6 +37,8 @@ CREATE TABLE IF NOT EXISTS `currentBatchLock` (
 
 
 def upgrade() -> None:
+    if _install.skip_default_revision():
+        return  # an installation on other names: revision 0006 does it all
     _ddl.run(_CREATE_LOCK_TABLE)
     _ddl.run("INSERT IGNORE INTO `currentBatchLock` (`id`, `flipCount`) VALUES (1, 0)")
     _ddl.replace_routine("set_current_batch", "procedures/set_current_batch/v1.sql")
@@ -44,6 +46,8 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
+    if _install.skip_default_revision():
+        return  # an installation on other names: revision 0006 does it all
     _ddl.replace_routine("unset_current_batch", None)
     _ddl.replace_routine("set_current_batch", None)
     _ddl.run("DROP TABLE IF EXISTS `currentBatchLock`")

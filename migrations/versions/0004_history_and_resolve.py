@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import logging
 
-from batchflag_db import _ddl
+from batchflag_db import _ddl, _install
 from batchflag_db.errors import MigrationRefusedError
 
 revision = "0004"
@@ -98,6 +98,8 @@ def _history_rows() -> int | None:
 
 
 def upgrade() -> None:
+    if _install.skip_default_revision():
+        return  # an installation on other names: revision 0006 does it all
     if not _ddl.is_offline() and not _status_column_exists():
         # Checked before any DDL, so a refused upgrade leaves the database at 0003.
         raise MigrationRefusedError(
@@ -114,6 +116,8 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
+    if _install.skip_default_revision():
+        return  # an installation on other names: revision 0006 does it all
     _ddl.replace_routine("resolve_dashboard_batch", None)
     _ddl.replace_routine("set_current_batch", "procedures/set_current_batch/v1.sql")
     _ddl.replace_routine("unset_current_batch", "procedures/unset_current_batch/v1.sql")

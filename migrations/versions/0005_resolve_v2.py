@@ -20,7 +20,7 @@ Create Date: 2026-12-01
 
 from __future__ import annotations
 
-from batchflag_db import _ddl
+from batchflag_db import _ddl, _install
 
 revision = "0005"
 down_revision = "0004"
@@ -32,8 +32,12 @@ creates = ("procedures/resolve_dashboard_batch/v2.sql",)
 
 
 def upgrade() -> None:
+    if _install.skip_default_revision():
+        return  # an installation on other names: revision 0006 does it all
     _ddl.replace_routine("resolve_dashboard_batch", "procedures/resolve_dashboard_batch/v2.sql")
 
 
 def downgrade() -> None:
+    if _install.skip_default_revision():
+        return  # an installation on other names: revision 0006 does it all
     _ddl.replace_routine("resolve_dashboard_batch", "procedures/resolve_dashboard_batch/v1.sql")

@@ -1,0 +1,288 @@
+"""One installation of batchflag-db: the user's table and column names, as recorded in the database.
+
+An installation is made by revision 0006 of the standalone chain (``batchflag upgrade``)
+or by the Alembic operation ``op.create_current_flag(...)`` in a team's own chain
+(:mod:`batchflag_db.alembic`). Either way it writes one row to
+:data:`RECORD_TABLE`, so doctor, the CLI, the wrappers and the routines' templates
+know the names without being told again. A database migrated only to revision 0005
+or earlier has no record: it is the default installation (``batchStatus``,
+``id``, ``currentBatch``, ``batchStatus``, no scope).
+
+One installation per database: the routines keep their names
+(``set_current_batch(id)`` and the rest).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, replace
+from typing import Any
+
+from batchflag_db._connection import Link
+from batchflag_db._schema import (
+    FLAG_COLUMN,
+    HISTORY_TABLE,
+    KEY_COLUMN,
+    LOCK_TABLE,
+    STATUS_COLUMN,
+    TABLE,
+)
+from batchflag_db.errors import ER_NO_SUCH_TABLE, ConfigurationError, SchemaNotReadyError
+
+__all__ = [
+    "DEFAULT",
+    "RECORD_TABLE",
+    "SCOPE_LOCK_TABLE",
+    "STATUS_INDEX_SUFFIX",
+    "Installation",
+    "current_query",
+    "from_record",
+    "quote",
+    "read",
+]
+
+RECORD_TABLE = "currentBatchInstallation"
+"""The one-row table that records the installation's names."""
+
+SCOPE_LOCK_TABLE = "currentBatchScopeLock"
+"""With a scope column: one lock row per scope value, which every flip of that scope locks first."""
+
+STATUS_INDEX_SUFFIX = "batchflag_status"
+"""The status index of an installation on other names is ``ix_<table>_batchflag_status``."""
+
+_IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,63}")
+_IDENTIFIER_LIMIT = 64
+
+
+def quote(name: str) -> str:
+    """Return ``name`` as a backquoted identifier (names are validated, so no escaping)."""
+    return f"`{name}`"
+
+
+def _check_identifier(what: str, value: object) -> str:
+    if not isinstance(value, str) or not _IDENTIFIER.fullmatch(value):
+        raise ConfigurationError(
+            f"{what}={value!r} is not a name batchflag-db accepts: letters, digits and _ "
+            "only, not starting with a digit, at most 64 characters"
+        )
+    return value
+
+
+@dataclass(frozen=True)
+class Installation:
+    """The names one installation uses.
+
+    Attributes:
+        table: The user's table, one row per batch.
+        id_column: Its primary key column (an integer).
+        flag_column: Its boolean "current" column (non-zero means current).
+        status_column: Its status column ('InProgress', 'Completed', ...).
+        scope_column: With a value, at most one row is current per value of this column
+            (e.g. ``pipeline``); the column must be NOT NULL. None: one current row in all.
+        scope_type: The scope column's type as the routines declare their scope
+            variables, e.g. ``varchar(32) CHARACTER SET utf8mb4 COLLATE utf8mb4_bin``
+            (read from the server online; required offline).
+    """
+
+    table: str = TABLE
+    id_column: str = "id"
+    flag_column: str = FLAG_COLUMN
+    status_column: str = STATUS_COLUMN
+    scope_column: str | None = None
+    scope_type: str | None = None
+
+    def __post_init__(self) -> None:
+        _check_identifier("table", self.table)
+        _check_identifier("id_column", self.id_column)
+        _check_identifier("flag_column", self.flag_column)
+        _check_identifier("status_column", self.status_column)
+        if self.scope_column is not None:
+            _check_identifier("scope_column", self.scope_column)
+            if self.scope_column in (self.id_column, self.flag_column):
+                raise ConfigurationError(
+                    f"scope_column={self.scope_column!r} is also the id or the flag column"
+                )
+        elif self.scope_type is not None:
+            raise ConfigurationError("scope_type is given without a scope_column")
+        if self.scope_type is not None and not re.fullmatch(r"[^;`\\]{1,200}", self.scope_type):
+            raise ConfigurationError(
+                f"scope_type={self.scope_type!r} is not a column type, e.g. "
+                "'varchar(32) CHARACTER SET utf8mb4 COLLATE utf8mb4_bin'"
+            )
+        if len(self.key_index) > _IDENTIFIER_LIMIT or len(self.status_index) > _IDENTIFIER_LIMIT:
+            raise ConfigurationError(
+                f"table={self.table!r}: the index names batchflag-db derives from it "
+                f"({self.key_index}, {self.status_index}) are longer than 64 characters"
+            )
+
+    # --- derived names (batchflag-db's own objects) ---------------------------
+
+    @property
+    def key_column(self) -> str:
+        """The generated column: 1 where the flag is non-zero, NULL elsewhere."""
+        return KEY_COLUMN
+
+    @property
+    def key_index(self) -> str:
+        """The UNIQUE index on the key column (with the scope column first, when scoped)."""
+        return f"uq_{self.table}_{KEY_COLUMN}"
+
+    @property
+    def status_index(self) -> str:
+        """The index the dashboard's resolution walks: ([scope,] status, id).
+
+        Revision 0004's name on the default table and columns, else
+        ``ix_<table>_batchflag_status``.
+        """
+        if (self.table, self.status_column, self.id_column) == (
+            TABLE,
+            STATUS_COLUMN,
+            "id",
+        ):
+            return f"ix_{TABLE}_{STATUS_COLUMN}_id"
+        return f"ix_{self.table}_{STATUS_INDEX_SUFFIX}"
+
+    @property
+    def lock_table(self) -> str:
+        """The table whose row (one per scope, when scoped) every flip locks first."""
+        return SCOPE_LOCK_TABLE if self.scoped else LOCK_TABLE
+
+    @property
+    def history_table(self) -> str:
+        """One row per flip that changed the current batch."""
+        return HISTORY_TABLE
+
+    @property
+    def scoped(self) -> bool:
+        """True when at most one row is current per value of :attr:`scope_column`."""
+        return self.scope_column is not None
+
+    @property
+    def is_default(self) -> bool:
+        """True for the names revisions 0001-0005 use (``batchStatus`` and no scope)."""
+        return self.names() == DEFAULT.names()
+
+    @property
+    def key_columns(self) -> tuple[str, ...]:
+        """The UNIQUE index's columns, in order."""
+        return (*((self.scope_column,) if self.scope_column else ()), self.key_column)
+
+    @property
+    def status_columns(self) -> tuple[str, ...]:
+        """The status index's columns, in order."""
+        scope = (self.scope_column,) if self.scope_column else ()
+        return (*scope, self.status_column, self.id_column)
+
+    def names(self) -> dict[str, str | None]:
+        """The user's names, as the record holds them (scope_type aside)."""
+        return {
+            "table": self.table,
+            "id_column": self.id_column,
+            "flag_column": self.flag_column,
+            "status_column": self.status_column,
+            "scope_column": self.scope_column,
+        }
+
+    def with_scope_type(self, scope_type: str | None) -> Installation:
+        """Return this installation with ``scope_type`` set."""
+        return replace(self, scope_type=scope_type)
+
+    def describe(self) -> str:
+        """One line naming the table and columns, for messages."""
+        scope = f", one current row per {self.scope_column}" if self.scope_column else ""
+        return (
+            f"table {self.table} (id {self.id_column}, flag {self.flag_column}, "
+            f"status {self.status_column}{scope})"
+        )
+
+    @classmethod
+    def from_options(cls, options: dict[str, Any]) -> Installation:
+        """Build an installation from ``table=``, ``id_column=``, ... options (None: default).
+
+        Raises:
+            ConfigurationError: An option is not a valid name, or is unknown.
+        """
+        known = {"table", "id_column", "flag_column", "status_column", "scope_column", "scope_type"}
+        unknown = sorted(set(options) - known)
+        if unknown:
+            raise ConfigurationError(
+                f"unknown installation option(s) {', '.join(unknown)}: "
+                f"use {', '.join(sorted(known))}"
+            )
+        given = {k: v for k, v in options.items() if v is not None and v != ""}
+        return cls(**given)
+
+
+DEFAULT = Installation()
+"""The names revisions 0001-0005 use: ``batchStatus``, ``id``, ``currentBatch``, ``batchStatus``."""
+
+RECORD_COLUMNS = (
+    "tableName",
+    "idColumn",
+    "flagColumn",
+    "statusColumn",
+    "scopeColumn",
+    "scopeType",
+)
+"""The record table's name columns, in :class:`Installation`'s field order."""
+
+
+def from_record(row: tuple[Any, ...] | None) -> Installation:
+    """Return the installation a record row holds, or :data:`DEFAULT` for no row."""
+    if row is None:
+        return DEFAULT
+    values = [v.decode() if isinstance(v, bytes) else v for v in row]
+    return Installation(*values)
+
+
+RECORD_QUERY = (
+    f"SELECT {', '.join(quote(c) for c in RECORD_COLUMNS)} FROM {quote(RECORD_TABLE)} "
+    "WHERE `id` = 1"
+)
+"""Reads the record row (the table exists from revision 0006 or ``create_current_flag`` on)."""
+
+
+def read(link: Link, database: str | None = None) -> Installation:
+    """Return the installation recorded in ``database`` (default: the one ``link`` is on).
+
+    A database without the record table (migrated to revision 0005 or earlier, or not
+    at all) is the :data:`DEFAULT` installation.
+
+    Raises:
+        BatchFlagError: A server error other than "the table does not exist".
+    """
+    query = RECORD_QUERY
+    if database is not None:
+        qualified = "`" + database.replace("`", "``") + "`." + quote(RECORD_TABLE)
+        query = RECORD_QUERY.replace(quote(RECORD_TABLE), qualified)
+    try:
+        rows = link.run(query).rows
+    except SchemaNotReadyError as exc:
+        if exc.errno != ER_NO_SUCH_TABLE:
+            raise
+        return DEFAULT
+    return from_record(rows[0] if rows else None)
+
+
+def current_query(inst: Installation, scope: object | None) -> str:
+    """The query of the current batch (of ``scope``, bound as ``:scope``): one index probe.
+
+    Raises:
+        ConfigurationError: A scope is given to an installation without a scope column,
+            or none to one with it.
+    """
+    select = f"SELECT {quote(inst.id_column)} FROM {quote(inst.table)} WHERE "
+    key = f"{quote(inst.key_column)} = 1"
+    if inst.scope_column is None:
+        if scope is not None:
+            raise ConfigurationError(
+                f"scope={scope!r}: this database's installation on {inst.table} has no scope "
+                "column, so one batch is current in all"
+            )
+        return select + key
+    if scope is None:
+        raise ConfigurationError(
+            f"one batch is current per {inst.scope_column} in {inst.table}: pass the scope "
+            f"(scope=..., the CLI's --scope) whose current batch you want"
+        )
+    return f"{select}{quote(inst.scope_column)} = :scope AND {key}"

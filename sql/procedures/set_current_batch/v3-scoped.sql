@@ -1,0 +1,125 @@
+-- batchflag-db: set_current_batch, version 3 for an installation with a scope column
+-- (the Alembic operation create_current_flag(scope_column=...)). Once released, never
+-- edit this file; a change is a new file.
+--
+-- A template: ${table}, ${id}, ${flag}, ${key}, ${scope}, ${lock} and ${history} stand
+-- for the installation's names (batchflag_db.installation), rendered as quoted
+-- identifiers; ${table_name} for the table's name in messages.
+--
+-- Makes batch p_batch_id the only current batch of its scope (the rows with the same
+-- value of the scope column), atomically; the current rows of other scopes are left
+-- alone. Returns one row: batch_id, previous_batch_id (the batch of that scope that
+-- was current, or NULL), changed. Transactions as in set_current_batch/v3.sql.
+--
+-- Concurrency: the lock table has one row per scope value. A flip reads its batch's
+-- scope (a plain read), then locks that scope's lock row, then the batch's row, and
+-- checks the batch is still in that scope (31005 if it moved meanwhile: retry). So
+-- flips of one scope run one at a time, and flips of different scopes never wait for
+-- each other. The first flip of a scope creates its lock row (INSERT IGNORE).
+--
+-- Every comparison of scope values is column against column (the batch row, the
+-- lock row), so it keeps the scope column's collation whatever the routine's.
+CREATE PROCEDURE set_current_batch(IN p_batch_id BIGINT)
+    MODIFIES SQL DATA
+    SQL SECURITY DEFINER
+    COMMENT 'batchflag-db v3 scoped'
+BEGIN
+    -- 0: nothing to undo; 1: own transaction; 2: savepoint in the caller's transaction.
+    DECLARE v_mode TINYINT DEFAULT 0;
+    DECLARE v_in_txn TINYINT DEFAULT 0;
+    DECLARE v_lock BIGINT UNSIGNED DEFAULT NULL;
+    DECLARE v_target BIGINT DEFAULT NULL;
+    DECLARE v_previous BIGINT DEFAULT NULL;
+    DECLARE v_changed TINYINT DEFAULT 0;
+    DECLARE v_account VARCHAR(384) CHARACTER SET utf8mb4 DEFAULT NULL;
+    DECLARE v_connection BIGINT UNSIGNED DEFAULT NULL;
+    DECLARE v_message VARCHAR(255);
+    DECLARE CONTINUE HANDLER FOR NOT FOUND BEGIN END;
+    DECLARE EXIT HANDLER FOR SQLEXCEPTION
+    BEGIN
+        IF v_mode = 1 THEN
+            ROLLBACK;
+        ELSEIF v_mode = 2 THEN
+            BEGIN
+                DECLARE CONTINUE HANDLER FOR SQLEXCEPTION BEGIN END;
+                ROLLBACK TO SAVEPOINT batchflag_flip;
+            END;
+        END IF;
+        RESIGNAL;
+    END;
+
+    IF p_batch_id IS NULL OR p_batch_id <= 0 THEN
+        SET v_message = CONCAT('invalid batch id ', COALESCE(p_batch_id, 'NULL'),
+                               ': a batch id is a positive integer');
+        SIGNAL SQLSTATE '45000' SET MYSQL_ERRNO = 31001, MESSAGE_TEXT = v_message;
+    END IF;
+
+    IF @@autocommit = 0 THEN
+        SET v_in_txn = 1;
+    ELSE
+        BEGIN
+            DECLARE EXIT HANDLER FOR 1568 SET v_in_txn = 1;
+            SET TRANSACTION READ WRITE;
+        END;
+    END IF;
+    IF v_in_txn = 0 THEN
+        START TRANSACTION;
+        SET v_mode = 1;
+    ELSE
+        SAVEPOINT batchflag_flip;
+        SET v_mode = 2;
+    END IF;
+
+    -- The batch's scope, as its lock row: a plain (consistent) read, no lock yet.
+    SELECT b.${id}, l.lockId INTO v_target, v_lock
+        FROM ${table} AS b LEFT JOIN ${lock} AS l ON l.scopeValue = b.${scope}
+        WHERE b.${id} = p_batch_id;
+    IF v_target IS NULL THEN
+        SET v_message = CONCAT('batch ', p_batch_id, ' does not exist in ${table_name}');
+        SIGNAL SQLSTATE '45000' SET MYSQL_ERRNO = 31002, MESSAGE_TEXT = v_message;
+    END IF;
+    IF v_lock IS NULL THEN
+        -- The first flip of this scope: create its lock row.
+        INSERT IGNORE INTO ${lock} (scopeValue, flipCount)
+            SELECT b.${scope}, 0 FROM ${table} AS b WHERE b.${id} = p_batch_id;
+        SELECT l.lockId INTO v_lock
+            FROM ${table} AS b JOIN ${lock} AS l ON l.scopeValue = b.${scope}
+            WHERE b.${id} = p_batch_id;
+    END IF;
+
+    UPDATE ${lock} SET flipCount = flipCount + 1 WHERE lockId = v_lock;
+
+    SET v_target = NULL;
+    SELECT b.${id} INTO v_target
+        FROM ${table} AS b JOIN ${lock} AS l ON l.scopeValue = b.${scope}
+        WHERE b.${id} = p_batch_id AND l.lockId = v_lock FOR UPDATE;
+    IF v_target IS NULL THEN
+        SIGNAL SQLSTATE '40001' SET MYSQL_ERRNO = 31005,
+            MESSAGE_TEXT = 'the batch moved to another scope or was deleted during the flip: retry';
+    END IF;
+
+    SELECT c.${id} INTO v_previous
+        FROM ${table} AS b JOIN ${table} AS c ON c.${scope} = b.${scope}
+        WHERE b.${id} = p_batch_id AND c.${key} = 1 FOR UPDATE;
+    IF v_previous IS NULL OR v_previous <> p_batch_id THEN
+        -- Clear the old holder first: InnoDB checks the unique index row by row.
+        IF v_previous IS NOT NULL THEN
+            UPDATE ${table} SET ${flag} = 0 WHERE ${id} = v_previous;
+        END IF;
+        UPDATE ${table} SET ${flag} = 1 WHERE ${id} = p_batch_id;
+        SET v_changed = 1;
+        SET v_account = USER();
+        SET v_connection = CONNECTION_ID();
+        INSERT INTO ${history}
+            (batchId, previousBatchId, `action`, changedAt, account, connectionId)
+            VALUES (p_batch_id, v_previous, 'set', UTC_TIMESTAMP(6), v_account, v_connection);
+    END IF;
+
+    IF v_mode = 1 THEN
+        COMMIT;
+    ELSE
+        RELEASE SAVEPOINT batchflag_flip;
+    END IF;
+    SET v_mode = 0;
+    SELECT p_batch_id AS batch_id, v_previous AS previous_batch_id, v_changed AS changed;
+END

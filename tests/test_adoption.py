@@ -1,0 +1,485 @@
+"""Adopting batchflag-db in a team's own Alembic project: its chain, its names, a scope.
+
+Each test builds the team's project in a temporary directory: its own ``alembic.ini``,
+an ``env.py`` with its models and batchflag-db's ``include_object``, and its own chain
+(``t001`` creates ``batch_status`` with an INT id, flag ``is_current``, status ``state``
+and scope ``pipeline``). Dirty data goes in, then the revision ``t002`` that calls
+``op.create_current_flag(...)`` is applied, online or as a ``--sql`` script fed to the
+server's command-line client.
+"""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+import textwrap
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pymysql
+import pytest
+from sqlalchemy import create_engine, pool
+from sqlalchemy.engine import URL
+
+from batchflag_db import get_current_batch
+from batchflag_db.dashboard import resolve_dashboard_batch
+from batchflag_db.doctor import diagnose
+from batchflag_db.errors import ConfigurationError
+from tests.conftest import client_args, connect, run_cli
+
+SCOPE_TYPE = "varchar(32) CHARACTER SET utf8mb4 COLLATE utf8mb4_bin"
+NAMES = (
+    'table="batch_status", flag_column="is_current", status_column="state", scope_column="pipeline"'
+)
+
+ENV_PY = """
+from alembic import context
+from sqlalchemy import Column, DateTime, Integer, MetaData, Table, create_engine, pool, text
+from sqlalchemy.dialects.mysql import TINYINT, VARCHAR
+
+from batchflag_db.alembic import include_object
+
+metadata = MetaData()
+Table(
+    "batch_status",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("pipeline", VARCHAR(32, charset="utf8mb4", collation="utf8mb4_bin"), nullable=False),
+    Column("state", VARCHAR(16), nullable=False, server_default="Pending"),
+    Column("is_current", TINYINT(1), nullable=False, server_default=text("0")),
+    Column("created_at", DateTime, nullable=False, server_default=text("CURRENT_TIMESTAMP")),
+    mysql_engine="InnoDB",
+)
+
+url = context.config.get_main_option("sqlalchemy.url")
+options = dict(target_metadata=metadata, include_object=include_object)
+if context.is_offline_mode():
+    context.configure(url=url, literal_binds=True, **options)
+    with context.begin_transaction():
+        context.run_migrations()
+else:
+    engine = create_engine(url, poolclass=pool.NullPool)
+    with engine.connect() as connection:
+        context.configure(connection=connection, **options)
+        with context.begin_transaction():
+            context.run_migrations()
+"""
+
+T001 = '''
+"""the team's table"""
+import sqlalchemy as sa
+from alembic import op
+from sqlalchemy.dialects.mysql import TINYINT, VARCHAR
+
+revision = "t001"
+down_revision = None
+
+def upgrade():
+    op.create_table(
+        "batch_status",
+        sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+        sa.Column("pipeline", VARCHAR(32, charset="utf8mb4", collation="utf8mb4_bin"),
+                  nullable=False),
+        sa.Column("state", VARCHAR(16), nullable=False, server_default="Pending"),
+        sa.Column("is_current", TINYINT(1), nullable=False, server_default=sa.text("0")),
+        sa.Column("created_at", sa.DateTime, nullable=False,
+                  server_default=sa.text("CURRENT_TIMESTAMP")),
+        mysql_engine="InnoDB",
+    )
+
+def downgrade():
+    pass  # the team keeps its table and its rows
+'''
+
+T002 = f'''
+"""batchflag-db on batch_status: one current batch per pipeline"""
+from alembic import op
+
+import batchflag_db.alembic  # noqa: F401  (registers the operations)
+
+revision = "t002"
+down_revision = "t001"
+
+def upgrade():
+    op.create_current_flag({NAMES}, scope_type="{SCOPE_TYPE}")
+
+def downgrade():
+    op.drop_current_flag({NAMES})
+'''
+
+# (pipeline, state, is_current): ingest has three current rows, export two, audit none.
+DIRTY = [
+    ("ingest", "Completed", 1),
+    ("ingest", "Completed", 1),
+    ("export", "Completed", 1),
+    ("ingest", "InProgress", 1),
+    ("export", "Failed", 1),
+    ("audit", "Completed", 0),
+    ("audit", "Failed", 0),
+    ("audit", "Completed", 0),
+]
+
+
+class TeamProject:
+    """The team's Alembic project on one database."""
+
+    def __init__(self, root: Path, url: URL) -> None:
+        self.root = root
+        self.url = url
+        (root / "versions").mkdir(parents=True)
+        rendered = url.render_as_string(hide_password=False)
+        (root / "alembic.ini").write_text(
+            f"[alembic]\nscript_location = {root}\nsqlalchemy.url = {rendered}\n"
+        )
+        (root / "env.py").write_text(ENV_PY)
+        (root / "script.py.mako").write_text(
+            '"""${message}"""\nfrom alembic import op\nimport sqlalchemy as sa\n'
+            "revision = ${repr(up_revision)}\ndown_revision = ${repr(down_revision)}\n"
+            "def upgrade():\n    ${upgrades if upgrades else 'pass'}\n"
+            "def downgrade():\n    ${downgrades if downgrades else 'pass'}\n"
+        )
+        (root / "versions" / "t001_table.py").write_text(textwrap.dedent(T001))
+
+    def add_flag_revision(self) -> None:
+        (self.root / "versions" / "t002_batchflag.py").write_text(textwrap.dedent(T002))
+
+    def alembic(self, *args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "alembic", "-c", str(self.root / "alembic.ini"), *args],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+
+    def ok(self, *args: str) -> str:
+        done = self.alembic(*args)
+        assert done.returncode == 0, done.stdout + done.stderr
+        return done.stdout
+
+
+def apply_script(url: URL, script: str) -> None:
+    """Feed a --sql script to the run's kind's command-line client, as a DBA would."""
+    done = subprocess.run(
+        client_args(url), input=script, capture_output=True, text=True, timeout=120, check=False
+    )
+    assert done.returncode == 0, done.stderr
+
+
+def seed(url: URL) -> list[int]:
+    conn = connect(url, autocommit=True)
+    try:
+        with conn.cursor() as cur:
+            ids = []
+            for pipeline, state, flag in DIRTY:
+                cur.execute(
+                    "INSERT INTO batch_status (pipeline, state, is_current) VALUES (%s, %s, %s)",
+                    (pipeline, state, flag),
+                )
+                ids.append(int(cur.lastrowid))
+        return ids
+    finally:
+        conn.close()
+
+
+def rows(url: URL) -> list[tuple[Any, ...]]:
+    conn = connect(url)
+    try:
+        with conn.cursor() as cur:
+            cur.execute("SELECT id, pipeline, state, is_current FROM batch_status ORDER BY id")
+            return [tuple(r) for r in cur.fetchall()]
+    finally:
+        conn.close()
+
+
+def current_per_pipeline(url: URL) -> dict[str, list[int]]:
+    found: dict[str, list[int]] = {}
+    for row_id, pipeline, _, flag in rows(url):
+        if flag:
+            found.setdefault(pipeline, []).append(row_id)
+    return found
+
+
+def objects(url: URL) -> dict[str, Any]:
+    """SHOW CREATE of every table and routine, and the record row (its time aside)."""
+    conn = connect(url)
+    try:
+        with conn.cursor() as cur:
+            cur.execute("SHOW FULL TABLES WHERE Table_type = 'BASE TABLE'")
+            found: dict[str, Any] = {}
+            for table, _ in cur.fetchall():
+                cur.execute(f"SHOW CREATE TABLE `{table}`")
+                found[table] = re.sub(r" AUTO_INCREMENT=\d+", "", str(cur.fetchone()[1]))
+            cur.execute(
+                "SELECT ROUTINE_NAME FROM information_schema.ROUTINES "
+                "WHERE ROUTINE_SCHEMA = DATABASE() ORDER BY ROUTINE_NAME"
+            )
+            for (name,) in cur.fetchall():
+                cur.execute(f"SHOW CREATE PROCEDURE `{name}`")
+                found[f"procedure {name}"] = tuple(cur.fetchone())
+            if "currentBatchInstallation" in found:
+                cur.execute(
+                    "SELECT tableName, idColumn, flagColumn, statusColumn, scopeColumn, "
+                    "scopeType FROM currentBatchInstallation"
+                )
+                found["record"] = [tuple(r) for r in cur.fetchall()]
+            if "currentBatchScopeLock" in found:
+                cur.execute("SELECT scopeValue, flipCount FROM currentBatchScopeLock ORDER BY 1")
+                found["scope locks"] = [tuple(r) for r in cur.fetchall()]
+        return found
+    finally:
+        conn.close()
+
+
+@pytest.fixture
+def fresh_db(server_url: URL) -> Iterator[Callable[[], URL]]:
+    """Factory of further fresh databases on the run's server; all dropped afterwards."""
+    made: list[str] = []
+    admin = connect(server_url, autocommit=True)
+
+    def factory() -> URL:
+        name = f"bfa_{uuid.uuid4().hex[:12]}"
+        with admin.cursor() as cur:
+            cur.execute(f"CREATE DATABASE `{name}`")
+        made.append(name)
+        return server_url.set(database=name)
+
+    yield factory
+    with admin.cursor() as cur:
+        for name in made:
+            cur.execute(f"DROP DATABASE IF EXISTS `{name}`")
+    admin.close()
+
+
+def prepared(root: Path, url: URL) -> tuple[TeamProject, list[int], list[tuple[Any, ...]]]:
+    """The team's chain at t001 with dirty data, and the batchflag revision added."""
+    project = TeamProject(root, url)
+    project.ok("upgrade", "t001")
+    ids = seed(url)
+    before = rows(url)
+    project.add_flag_revision()
+    return project, ids, before
+
+
+@pytest.fixture(params=["online", "sql-script"])
+def installed(
+    request: pytest.FixtureRequest, tmp_path: Path, db_url: URL
+) -> tuple[TeamProject, list[int], list[tuple[Any, ...]]]:
+    """The team's project with t002 applied, online or through the client from --sql."""
+    project, ids, before = prepared(tmp_path / "team", db_url)
+    if request.param == "online":
+        project.ok("upgrade", "head")
+    else:
+        script = project.ok("upgrade", "t001:head", "--sql")
+        assert "DELIMITER" in script
+        apply_script(db_url, script)
+    return project, ids, before
+
+
+class TestTeamProject:
+    def test_cleanup_keeps_the_newest_current_row_of_each_pipeline(
+        self, installed: tuple[TeamProject, list[int], list[tuple[Any, ...]]]
+    ) -> None:
+        """Dirty data: the newest current row per pipeline stays; only extra flags change."""
+        project, ids, before = installed
+        assert current_per_pipeline(project.url) == {"ingest": [ids[3]], "export": [ids[4]]}
+        after = rows(project.url)
+        assert [r[:3] for r in after] == [r[:3] for r in before]  # no row lost or changed
+        cleared = {r[0] for r, a in zip(before, after, strict=True) if r[3] != a[3]}
+        assert cleared == {ids[0], ids[1], ids[2]}
+
+    def test_the_index_refuses_a_second_current_row_per_pipeline_only(
+        self, installed: tuple[TeamProject, list[int], list[tuple[Any, ...]]]
+    ) -> None:
+        """Whoever writes: a second current row in a pipeline fails; another pipeline may."""
+        project, ids, _ = installed
+        conn = connect(project.url, autocommit=True)
+        try:
+            with conn.cursor() as cur:
+                with pytest.raises(pymysql.err.IntegrityError) as info:
+                    cur.execute("UPDATE batch_status SET is_current = 1 WHERE id = %s", (ids[0],))
+                assert info.value.args[0] == 1062
+                cur.execute("UPDATE batch_status SET is_current = 1 WHERE id = %s", (ids[5],))
+                assert cur.rowcount == 1
+        finally:
+            conn.close()
+        assert current_per_pipeline(project.url) == {
+            "ingest": [ids[3]],
+            "export": [ids[4]],
+            "audit": [ids[5]],
+        }
+
+    def test_flips_and_resolve_per_scope_from_pymysql(
+        self, installed: tuple[TeamProject, list[int], list[tuple[Any, ...]]]
+    ) -> None:
+        """A flip clears only its pipeline's current row; resolve answers per pipeline."""
+        project, ids, _ = installed
+        conn = connect(project.url, autocommit=True)
+        try:
+            with conn.cursor() as cur:
+                cur.execute("CALL set_current_batch(%s)", (ids[0],))
+                assert cur.fetchone() == (ids[0], ids[3], 1)
+                while cur.nextset():
+                    pass
+                cur.execute("CALL set_current_batch(%s)", (ids[6],))  # audit: none current
+                assert cur.fetchone() == (ids[6], None, 1)
+                while cur.nextset():
+                    pass
+                assert current_per_pipeline(project.url) == {
+                    "ingest": [ids[0]],
+                    "export": [ids[4]],
+                    "audit": [ids[6]],
+                }
+                cur.execute("CALL unset_current_batch(%s)", (ids[6],))
+                assert cur.fetchone() == (ids[6], 1)
+                while cur.nextset():
+                    pass
+                cur.execute("CALL resolve_dashboard_batch_in_scope(NULL, 'audit')")
+                assert cur.fetchone() == (ids[6], "incomplete")  # the newest Failed of audit
+                while cur.nextset():
+                    pass
+                cur.execute("CALL resolve_dashboard_batch_in_scope(NULL, 'export')")
+                assert cur.fetchone() == (ids[4], "current_flag")
+                while cur.nextset():
+                    pass
+                with pytest.raises(pymysql.err.OperationalError) as info:
+                    cur.execute("CALL resolve_dashboard_batch(NULL)")
+                assert info.value.args[0] == 31006
+                assert "resolve_dashboard_batch_in_scope" in info.value.args[1]
+                with pytest.raises(pymysql.err.OperationalError) as info:
+                    cur.execute("CALL resolve_dashboard_batch_in_scope(%s, 'export')", (ids[0],))
+                assert info.value.args[0] == 31002
+        finally:
+            conn.close()
+
+    def test_wrapper_and_cli_take_the_scope(
+        self, installed: tuple[TeamProject, list[int], list[tuple[Any, ...]]]
+    ) -> None:
+        """get_current_batch, resolve_dashboard_batch and the CLI's --scope know the names."""
+        project, ids, _ = installed
+        engine = create_engine(project.url, poolclass=pool.NullPool)
+        try:
+            assert get_current_batch(engine, scope="ingest") == ids[3]
+            assert get_current_batch(engine, scope="audit") is None
+            with pytest.raises(ConfigurationError, match="per pipeline"):
+                get_current_batch(engine)
+            resolution = resolve_dashboard_batch(engine, scope="ingest")
+            assert resolution is not None
+            assert (resolution.batch_id, resolution.reason) == (ids[3], "current_flag")
+        finally:
+            engine.dispose()
+        url = project.url.render_as_string(hide_password=False)
+        done = run_cli("--url", url, "set-current", str(ids[1]))
+        assert done.returncode == 0, done.stderr
+        assert f"was batch {ids[3]}" in done.stdout
+        done = run_cli("--url", url, "current", "--scope", "ingest")
+        assert (done.returncode, done.stdout.strip()) == (0, str(ids[1]))
+        done = run_cli("--url", url, "current", "--scope", "export")
+        assert (done.returncode, done.stdout.strip()) == (0, str(ids[4]))
+        done = run_cli("--url", url, "resolve", "--scope", "audit")
+        assert (done.returncode, done.stdout.strip()) == (0, f"batch {ids[6]} (incomplete)")
+        done = run_cli("--url", url, "current")
+        assert done.returncode != 0
+        assert "--scope" in done.stderr
+
+    def test_alembic_check_is_clean(
+        self, installed: tuple[TeamProject, list[int], list[tuple[Any, ...]]]
+    ) -> None:
+        """The team's autogenerate proposes nothing about batchflag-db's objects."""
+        project, _, _ = installed
+        done = project.alembic("check")
+        assert done.returncode == 0, done.stdout + done.stderr
+        assert "No new upgrade operations detected" in done.stdout + done.stderr
+
+    def test_doctor_is_healthy(
+        self, installed: tuple[TeamProject, list[int], list[tuple[Any, ...]]]
+    ) -> None:
+        """Doctor checks the objects against the recorded names, without its own version table."""
+        project, _, _ = installed
+        report = diagnose(create_engine(project.url, poolclass=pool.NullPool))
+        assert report.healthy, report.lines()
+        text = "\n".join(report.lines())
+        assert "your own Alembic chain" in text
+        assert "resolve_dashboard_batch_in_scope matches" in text
+        assert "uq_batch_status_currentBatchKey on (pipeline, currentBatchKey)" in text
+
+    def test_doctor_names_what_is_missing(
+        self, installed: tuple[TeamProject, list[int], list[tuple[Any, ...]]]
+    ) -> None:
+        """Remove part of the installation by hand: doctor names each missing object."""
+        project, _, _ = installed
+        conn = connect(project.url, autocommit=True)
+        try:
+            with conn.cursor() as cur:
+                cur.execute("DROP PROCEDURE unset_current_batch")
+                cur.execute("DROP TABLE currentBatchScopeLock")
+                cur.execute("ALTER TABLE batch_status DROP INDEX uq_batch_status_currentBatchKey")
+        finally:
+            conn.close()
+        done = run_cli("--url", project.url.render_as_string(hide_password=False), "doctor")
+        assert done.returncode == 3  # doctor exits with the number of problems
+        problems = [line for line in done.stdout.splitlines() if line.startswith("PROBLEM")]
+        assert len(problems) == 3, done.stdout
+        assert any("unset_current_batch is missing" in p for p in problems)
+        assert any("currentBatchScopeLock is missing" in p for p in problems)
+        assert any("uq_batch_status_currentBatchKey is missing" in p for p in problems)
+        assert all("op.create_current_flag" in p for p in problems)
+
+    def test_downgrade_base_keeps_every_row_and_flag(
+        self, installed: tuple[TeamProject, list[int], list[tuple[Any, ...]]]
+    ) -> None:
+        """alembic downgrade base removes batchflag-db's objects; rows and flags stay."""
+        project, ids, _ = installed
+        conn = connect(project.url, autocommit=True)
+        try:
+            with conn.cursor() as cur:
+                cur.execute("CALL set_current_batch(%s)", (ids[7],))
+        finally:
+            conn.close()
+        before = rows(project.url)
+        project.ok("downgrade", "base")
+        assert rows(project.url) == before
+        left = objects(project.url)
+        assert not [k for k in left if k.startswith("procedure")]
+        assert "currentBatchInstallation" not in left
+        assert "currentBatchScopeLock" not in left
+        assert "currentBatchKey" not in left["batch_status"]
+        assert left["currentBatchHistory"]  # it has a row: kept
+        project.ok("stamp", "t001")  # the team's t001 kept its table
+        project.ok("upgrade", "head")  # and back: the flags are as they were
+        assert rows(project.url) == before
+
+
+def test_online_and_script_give_the_same_objects(
+    tmp_path: Path, fresh_db: Callable[[], URL]
+) -> None:
+    """The same revision applied online and as a --sql script makes the same objects."""
+    online_url, script_url = fresh_db(), fresh_db()
+    online, _, _ = prepared(tmp_path / "online", online_url)
+    online.ok("upgrade", "head")
+    script_side, _, _ = prepared(tmp_path / "script", script_url)
+    script = script_side.ok("upgrade", "t001:head", "--sql")
+    apply_script(script_url, script)
+    a, b = objects(online_url), objects(script_url)
+    assert sorted(a) == sorted(b)
+    for key in a:
+        assert a[key] == b[key], key
+    assert a["record"] == [("batch_status", "id", "is_current", "state", "pipeline", SCOPE_TYPE)]
+    assert [v for v, _ in a["scope locks"]] == ["audit", "export", "ingest"]
+
+
+def test_online_reads_the_scope_type_from_the_server(tmp_path: Path, db_url: URL) -> None:
+    """Without scope_type, online installation takes the column's type from the server."""
+    project, ids, _ = prepared(tmp_path / "team", db_url)
+    (project.root / "versions" / "t002_batchflag.py").write_text(
+        textwrap.dedent(T002).replace(f', scope_type="{SCOPE_TYPE}"', "")
+    )
+    project.ok("upgrade", "head")
+    assert objects(db_url)["record"][0][5] == SCOPE_TYPE
+    done = project.alembic("upgrade", "t001:head", "--sql")  # offline it cannot read it
+    assert done.returncode != 0
+    assert "scope_type" in done.stderr
+    del ids
