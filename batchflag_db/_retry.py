@@ -38,6 +38,7 @@ from typing import Any
 from batchflag_db.errors import (
     ER_CANT_CHANGE_TX_CHARACTERISTICS,
     ER_ERROR_DURING_COMMIT,
+    ER_CHECKREAD,
     ER_LOCK_DEADLOCK,
     ER_LOCK_WAIT_TIMEOUT,
     ER_SCOPE_CHANGED,
@@ -72,6 +73,7 @@ _RETRYABLE = {
         f"certification conflict (error {ER_ERROR_DURING_COMMIT}, engine error 149)"
     ),
     ER_SCOPE_CHANGED: f"the batch changed scope during the flip (error {ER_SCOPE_CHANGED})",
+    ER_CHECKREAD: f"a row changed since the transaction's snapshot (error {ER_CHECKREAD})",
 }
 
 # Server status flags of the MySQL protocol (the same bits in every driver).

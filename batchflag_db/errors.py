@@ -95,7 +95,14 @@ CONNECTION_ERRNOS = (
 
 # Server errors after which the whole transaction must be retried (1180 only with
 # engine error 149, see from_driver_error).
+# MariaDB 11.6+ with innodb_snapshot_isolation=ON (its default): a locking read or
+# write, inside a REPEATABLE READ transaction that already has a snapshot, of a row
+# changed since that snapshot ("Record has changed since last read"). A conflict:
+# retry the whole transaction.
+ER_CHECKREAD = 1020
+
 CONFLICT_ERRNOS = (
+    ER_CHECKREAD,
     ER_LOCK_WAIT_TIMEOUT,
     ER_LOCK_DEADLOCK,
     ER_TRANSACTION_ROLLBACK_DURING_COMMIT,

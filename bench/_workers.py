@@ -63,8 +63,11 @@ def caller_process(
     seed: int,
     barrier: Any,
     results: Any,
+    ids: list[int] | None = None,
 ) -> None:
     """Flip random batches for ``duration_s`` seconds after the barrier; report counts.
+
+    The batches are ids 1 to ``max_id``, or, given ``ids``, those (one scope's, say).
 
     Puts on ``results`` one dict: role, ok, errors (errno -> count), elapsed_s and
     the latency of every successful flip in nanoseconds.
@@ -84,7 +87,7 @@ def caller_process(
             if time.monotonic() >= deadline:
                 break
             try:
-                flip_once(cursor, approach, rng.randint(1, max_id))
+                flip_once(cursor, approach, rng.choice(ids) if ids else rng.randint(1, max_id))
             except pymysql.err.OperationalError as exc:
                 errno = int(exc.args[0])
                 if errno not in _RETRYABLE:

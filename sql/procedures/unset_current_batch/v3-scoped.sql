@@ -49,14 +49,11 @@ BEGIN
             SET TRANSACTION READ WRITE;
         END;
     END IF;
-    IF v_in_txn = 0 THEN
-        START TRANSACTION;
-        SET v_mode = 1;
-    ELSE
-        SAVEPOINT batchflag_flip;
-        SET v_mode = 2;
-    END IF;
-
+    -- The batch's scope, as its lock row's id: a plain read, before the flip's own
+    -- transaction starts (with autocommit on, each statement here commits on its own).
+    -- So the flip's transaction reads nothing before its first lock, and MariaDB's
+    -- innodb_snapshot_isolation (on by default from 11.6) has no older snapshot to
+    -- refuse the lock row against (error 1020).
     SELECT b.${id}, l.lockId INTO v_target, v_lock
         FROM ${table} AS b LEFT JOIN ${lock} AS l ON l.scopeValue = b.${scope}
         WHERE b.${id} = p_batch_id;
@@ -72,6 +69,14 @@ BEGIN
         SELECT l.lockId INTO v_lock
             FROM ${table} AS b JOIN ${lock} AS l ON l.scopeValue = b.${scope}
             WHERE b.${id} = p_batch_id;
+    END IF;
+
+    IF v_in_txn = 0 THEN
+        START TRANSACTION;
+        SET v_mode = 1;
+    ELSE
+        SAVEPOINT batchflag_flip;
+        SET v_mode = 2;
     END IF;
 
     UPDATE ${lock} SET flipCount = flipCount + 1 WHERE lockId = v_lock;
