@@ -10,6 +10,7 @@ server's command-line client.
 
 from __future__ import annotations
 
+import asyncio
 import re
 import subprocess
 import sys
@@ -21,10 +22,12 @@ from typing import Any
 
 import pymysql
 import pytest
-from sqlalchemy import create_engine, pool
+from sqlalchemy import Column, Index, Integer, MetaData, Table, create_engine, pool
 from sqlalchemy.engine import URL
+from sqlalchemy.ext.asyncio import create_async_engine
 
-from batchflag_db import get_current_batch
+from batchflag_db import aio, get_current_batch
+from batchflag_db.alembic import include_object
 from batchflag_db.dashboard import resolve_dashboard_batch
 from batchflag_db.doctor import diagnose
 from batchflag_db.errors import ConfigurationError
@@ -483,3 +486,167 @@ def test_online_reads_the_scope_type_from_the_server(tmp_path: Path, db_url: URL
     assert done.returncode != 0
     assert "scope_type" in done.stderr
     del ids
+
+
+GLOBAL_NAMES = 'table="batch_status", flag_column="is_current", status_column="state"'
+
+T002_GLOBAL = f'''
+"""batchflag-db on batch_status: one current batch in all"""
+from alembic import op
+
+import batchflag_db.alembic  # noqa: F401
+
+revision = "t002"
+down_revision = "t001"
+
+def upgrade():
+    op.create_current_flag({GLOBAL_NAMES})
+
+def downgrade():
+    op.drop_current_flag({GLOBAL_NAMES})
+'''
+
+T003_SCOPED = f'''
+"""one current batch per pipeline from now on"""
+from alembic import op
+
+import batchflag_db.alembic  # noqa: F401
+
+revision = "t003"
+down_revision = "t002"
+
+def upgrade():
+    op.drop_current_flag({GLOBAL_NAMES})
+    op.create_current_flag({NAMES})
+
+def downgrade():
+    op.drop_current_flag({NAMES})
+    op.create_current_flag({GLOBAL_NAMES})
+'''
+
+T003_ROUTINES = f'''
+"""routines again from version 3"""
+from alembic import op
+
+import batchflag_db.alembic  # noqa: F401
+
+revision = "t003"
+down_revision = "t002"
+
+def upgrade():
+    op.replace_current_flag_routines({NAMES}, version=3, previous=3)
+
+def downgrade():
+    op.replace_current_flag_routines({NAMES}, version=3, previous=3)
+'''
+
+
+class TestMovingBetweenRevisions:
+    def test_global_to_scoped_and_back_is_a_revision(self, tmp_path: Path, db_url: URL) -> None:
+        """t002 installs one current batch in all; t003 makes it one per pipeline; and back."""
+        project = TeamProject(tmp_path / "team", db_url)
+        project.ok("upgrade", "t001")
+        ids = seed(db_url)
+        (project.root / "versions" / "t002_batchflag.py").write_text(textwrap.dedent(T002_GLOBAL))
+        project.ok("upgrade", "t002")
+        assert current_per_pipeline(db_url) == {"export": [ids[4]]}  # the newest of all
+        (project.root / "versions" / "t003_scoped.py").write_text(textwrap.dedent(T003_SCOPED))
+        project.ok("upgrade", "head")
+        conn = connect(db_url, autocommit=True)
+        try:
+            with conn.cursor() as cur:
+                for batch in (ids[0], ids[6]):  # ingest and audit get theirs
+                    cur.execute("CALL set_current_batch(%s)", (batch,))
+                    while cur.nextset():
+                        pass
+        finally:
+            conn.close()
+        assert current_per_pipeline(db_url) == {
+            "ingest": [ids[0]],
+            "export": [ids[4]],
+            "audit": [ids[6]],
+        }
+        assert diagnose(create_engine(db_url, poolclass=pool.NullPool)).healthy
+        project.ok("downgrade", "t002")  # back to one in all: the newest current row stays
+        assert current_per_pipeline(db_url) == {"audit": [ids[6]]}
+        report = diagnose(create_engine(db_url, poolclass=pool.NullPool))
+        assert report.healthy, report.lines()
+        assert "uq_batch_status_currentBatchKey on (currentBatchKey)" in "\n".join(report.lines())
+
+    def test_replace_routines_restores_them(self, tmp_path: Path, db_url: URL) -> None:
+        """op.replace_current_flag_routines re-creates every routine from its templates."""
+        project, _, _ = prepared(tmp_path / "team", db_url)
+        project.ok("upgrade", "head")
+        conn = connect(db_url, autocommit=True)
+        try:
+            with conn.cursor() as cur:
+                cur.execute("DROP PROCEDURE resolve_dashboard_batch_in_scope")
+        finally:
+            conn.close()
+        assert not diagnose(create_engine(db_url, poolclass=pool.NullPool)).healthy
+        (project.root / "versions" / "t003_routines.py").write_text(textwrap.dedent(T003_ROUTINES))
+        project.ok("upgrade", "head")
+        report = diagnose(create_engine(db_url, poolclass=pool.NullPool))
+        assert report.healthy, report.lines()
+        project.ok("downgrade", "t002")
+        (project.root / "versions" / "t003_routines.py").write_text(
+            textwrap.dedent(T003_ROUTINES).replace("version=3,", "version=9,")
+        )
+        done = project.alembic("upgrade", "head")
+        assert done.returncode != 0
+        assert "routine version 9" in done.stderr
+
+
+class TestIncludeObject:
+    def test_batchflag_objects_are_left_out_and_the_teams_kept(self) -> None:
+        """include_object says False for batchflag-db's objects only."""
+        table = Table(
+            "batch_status",
+            MetaData(),
+            Column("id", Integer, primary_key=True),
+            Column("state", Integer),
+            Column("currentBatchKey", Integer),
+        )
+        ours: list[tuple[Any, str, str]] = [
+            (None, "currentBatchLock", "table"),
+            (None, "currentBatchScopeLock", "table"),
+            (None, "currentBatchHistory", "table"),
+            (None, "currentBatchInstallation", "table"),
+            (None, "batchflag_alembic_version", "table"),
+            (table.c.currentBatchKey, "currentBatchKey", "column"),
+            (Index("uq_batch_status_currentBatchKey", table.c.currentBatchKey), "", "index"),
+            (Index("ix_batch_status_batchflag_status", table.c.state), "", "index"),
+            (Index("ix_batchStatus_batchStatus_id", table.c.state), "", "index"),
+        ]
+        for obj, name, kind in ours:
+            shown = name or obj.name
+            assert include_object(obj, shown, kind, True, None) is False, shown
+        theirs: list[tuple[Any, str, str]] = [
+            (table, "batch_status", "table"),
+            (table.c.state, "state", "column"),
+            (Index("ix_batch_status_state_id", table.c.state, table.c.id), "", "index"),
+        ]
+        for obj, name, kind in theirs:
+            shown = name or obj.name
+            assert include_object(obj, shown, kind, True, None) is True, shown
+
+
+def test_aio_get_current_batch_takes_the_scope(tmp_path: Path, db_url: URL) -> None:
+    """batchflag_db.aio.get_current_batch knows the recorded names and the scope too."""
+    project, ids, _ = prepared(tmp_path / "team", db_url)
+    project.ok("upgrade", "head")
+
+    async def main() -> tuple[int | None, int | None]:
+        engine = create_async_engine(
+            db_url.set(drivername="mysql+aiomysql"), poolclass=pool.NullPool
+        )
+        try:
+            found = await aio.get_current_batch(engine, scope="ingest")
+            missing = await aio.get_current_batch(engine, scope="audit")
+            with pytest.raises(ConfigurationError, match="per pipeline"):
+                await aio.get_current_batch(engine)
+            return found, missing
+        finally:
+            await engine.dispose()
+
+    assert asyncio.run(main()) == (ids[3], None)
