@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+import signal
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
@@ -33,6 +34,10 @@ def command(url: URL, *args: str) -> list[str]:
     ]
 
 
+def _default_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 @pytest.fixture
 def watch(migrated_url: URL) -> Iterator[Callable[..., pexpect.spawn]]:
     """Factory: start `batchflag watch ARGS` in a 40x160 pseudo-terminal; killed afterwards."""
@@ -51,6 +56,10 @@ def watch(migrated_url: URL) -> Iterator[Callable[..., pexpect.spawn]]:
             dimensions=(40, 160),
             encoding="utf-8",
             timeout=TIMEOUT,
+            # A terminal's Ctrl-C: started from a background job (`cmd &` in a script),
+            # the test would pass SIGINT on ignored, and Python then never raises
+            # KeyboardInterrupt for it.
+            preexec_fn=_default_sigint,
         )
         children.append(child)
         return child
