@@ -37,8 +37,8 @@ from typing import Any
 
 from batchflag_db.errors import (
     ER_CANT_CHANGE_TX_CHARACTERISTICS,
-    ER_ERROR_DURING_COMMIT,
     ER_CHECKREAD,
+    ER_ERROR_DURING_COMMIT,
     ER_LOCK_DEADLOCK,
     ER_LOCK_WAIT_TIMEOUT,
     ER_SCOPE_CHANGED,

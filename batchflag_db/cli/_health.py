@@ -5,7 +5,6 @@ from __future__ import annotations
 import click
 
 from batchflag_db import grants
-from batchflag_db._schema import TABLE
 from batchflag_db.cli.group import EXIT_UNHEALTHY
 from batchflag_db.cli.helpers import command_prefix, echo_json, open_engine, resolve_database_url
 from batchflag_db.config import describe_url
@@ -86,4 +85,4 @@ def grant(account: str, as_sql: bool, database: str | None) -> None:
     name = database or str(url.database)
     with open_engine(url) as engine:
         grants.grant(engine, account, name)
-    click.echo(f"granted {account} SELECT on {TABLE} and EXECUTE on the procedures of {name}")
+    click.echo(f"granted {account} SELECT on the table and EXECUTE on the procedures of {name}")
