@@ -28,11 +28,8 @@ from batchflag_db._connection import Connectable, Link, connect
 from batchflag_db._routines import RESOLVE_IN_SCOPE_PROCEDURE
 from batchflag_db._schema import (
     HISTORY_TABLE,
-    KEY_COLUMN,
     RESOLUTION_REASONS,
     RESOLVE_PROCEDURE,
-    STATUS_COLUMN,
-    TABLE,
 )
 from batchflag_db.errors import (
     ER_SP_DOES_NOT_EXIST,
@@ -41,6 +38,8 @@ from batchflag_db.errors import (
     SchemaNotReadyError,
 )
 from batchflag_db.flag import validate_batch_id
+from batchflag_db.installation import Installation, current_query
+from batchflag_db.installation import read as read_installation
 from batchflag_db.locks import stuck_warnings
 
 __all__ = [
@@ -270,10 +269,21 @@ def history(conn: Connectable, limit: int = 20) -> list[HistoryEntry]:
         return _history(link, count)
 
 
-def _history(link: Link, count: int) -> list[HistoryEntry]:
-    result = link.run(
-        f"SELECT {_HISTORY_COLUMNS} FROM `{HISTORY_TABLE}` ORDER BY `id` DESC LIMIT {count}"
-    )
+def _history(
+    link: Link, count: int, inst: Installation | None = None, scope: str | int | None = None
+) -> list[HistoryEntry]:
+    if inst is None or inst.scope_column is None or scope is None:
+        result = link.run(
+            f"SELECT {_HISTORY_COLUMNS} FROM `{HISTORY_TABLE}` ORDER BY `id` DESC LIMIT {count}"
+        )
+    else:  # the flips of batches now in that scope
+        columns = ", ".join(f"h.{c.strip()}" for c in _HISTORY_COLUMNS.split(","))
+        result = link.query(
+            f"SELECT {columns} FROM `{HISTORY_TABLE}` AS h JOIN `{inst.table}` AS b "
+            f"ON b.`{inst.id_column}` = h.`batchId` WHERE b.`{inst.scope_column}` = :scope "
+            f"ORDER BY h.`id` DESC LIMIT {count}",
+            scope=scope,
+        )
     return [_entry(row) for row in result.rows]
 
 
@@ -316,47 +326,62 @@ def prune_history(conn: Connectable, before: dt.date | dt.datetime) -> int:
 # --- the watch screen -----------------------------------------------------------
 
 
-def _batch_row(columns: Sequence[str], row: Sequence[Any]) -> BatchRow:
+def _batch_row(inst: Installation, columns: Sequence[str], row: Sequence[Any]) -> BatchRow:
     values = dict(zip(columns, row, strict=True))
-    status = values.get(STATUS_COLUMN)
+    status = values.get(inst.status_column)
     number = values.get("batchNumber")
     batch_date = values.get("batchDate")
     return BatchRow(
-        id=int(values["id"]),
+        id=int(values[inst.id_column]),
         status=None if status is None else str(status),
         batch_date=batch_date if isinstance(batch_date, dt.date) else None,
         batch_number=int(number) if isinstance(number, int) else None,
     )
 
 
-def _read_batch(link: Link, where: str) -> BatchRow | None:
+def _read_batch(
+    link: Link, inst: Installation, where: str, scope: str | int | None = None
+) -> BatchRow | None:
     # SELECT *: an adopted table may lack batchDate or batchNumber.
-    result = link.run(f"SELECT * FROM `{TABLE}` WHERE {where}")
-    return _batch_row(result.columns, result.rows[0]) if result.rows else None
+    sql = f"SELECT * FROM `{inst.table}` WHERE {where}"
+    result = link.query(sql, scope=scope) if scope is not None else link.run(sql)
+    return _batch_row(inst, result.columns, result.rows[0]) if result.rows else None
 
 
-def _snapshot_in(link: Link, flips: int) -> WatchSnapshot:
+def _snapshot_in(link: Link, flips: int, scope: str | int | None = None) -> WatchSnapshot:
     now, database = link.run("SELECT UTC_TIMESTAMP(6), DATABASE()").rows[0]
-    current = _read_batch(link, f"`{KEY_COLUMN}` = 1")
-    resolution = _resolve(link, None)
+    inst = read_installation(link)
+    if inst.scope_column is not None and scope is None:
+        raise ConfigurationError(
+            f"one batch is current per {inst.scope_column} in {inst.table}: pass the scope "
+            "to watch (--scope)"
+        )
+    where = f"`{inst.key_column}` = 1"
+    if scope is not None:
+        current_query(inst, scope)  # refuses a scope where there is no scope column
+        where = f"`{inst.scope_column}` = :scope AND {where}"
+    current = _read_batch(link, inst, where, scope)
+    resolution = _resolve(link, None, scope)
     if resolution is None:
         shown = None
     elif current is not None and resolution.batch_id == current.id:
         shown = current
     else:
-        shown = _read_batch(link, f"`id` = {resolution.batch_id}")
+        shown = _read_batch(link, inst, f"`{inst.id_column}` = {resolution.batch_id}")
     return WatchSnapshot(
         taken_at=_as_utc(now),
         database=str(database),
         current=current,
         resolution=resolution,
         shown=shown,
-        flips=_history(link, flips),
+        flips=_history(link, flips, inst, scope),
         warnings=stuck_warnings(link),
     )
 
 
-def take_snapshot(conn: Connectable, flips: int = 5) -> WatchSnapshot:
+def take_snapshot(
+    conn: Connectable, flips: int = 5, *, scope: str | int | None = None
+) -> WatchSnapshot:
     """Read what ``batchflag watch`` shows, all from one consistent snapshot.
 
     With an Engine, the reads run in one REPEATABLE READ transaction that is
@@ -366,6 +391,8 @@ def take_snapshot(conn: Connectable, flips: int = 5) -> WatchSnapshot:
     Args:
         conn: An Engine, a Connection or a PEP 249 connection.
         flips: How many recorded flips to include.
+        scope: With a scope column, the scope to show (required there): its current
+            batch, its resolution and the flips of its batches.
 
     Raises:
         SchemaNotReadyError: Migrations not applied (revision 0004 or later needed).
@@ -374,7 +401,7 @@ def take_snapshot(conn: Connectable, flips: int = 5) -> WatchSnapshot:
     """
     count = _positive_int(flips, "limit")
     with connect(conn, isolation_level="REPEATABLE READ") as link:
-        return _snapshot_in(link, count)
+        return _snapshot_in(link, count, scope)
 
 
 def _describe(row: BatchRow) -> str:
@@ -428,7 +455,7 @@ def render_watch(
         current = _describe(snapshot.current) if snapshot.current else "none"
         lines.append(f"Current batch:    {current}")
         if snapshot.resolution is None:
-            lines.append("Dashboard shows:  nothing (batchStatus is empty)")
+            lines.append("Dashboard shows:  nothing (the table is empty)")
         elif snapshot.shown is not None:
             lines.append(
                 f"Dashboard shows:  {_describe(snapshot.shown)}  ({snapshot.resolution.reason})"

@@ -297,3 +297,34 @@ class TestScopedStorm:
         conn = connect(scoped_url, autocommit=True)
         assert current_by_scope(conn) == dict.fromkeys(PIPELINES, 1)
         assert check_table(conn, "batch_status")[-1][-1] == "OK"
+
+
+class TestViews:
+    def test_status_and_watch_know_the_names_and_the_scope(self, scoped_url: URL) -> None:
+        """`status` lists each scope's current batch; `watch --once --scope` shows one scope."""
+        by_scope = make_ids(scoped_url)
+        conn = connect(scoped_url, autocommit=True)
+        try:
+            set_current_batch(conn, by_scope["p0"][1])
+            set_current_batch(conn, by_scope["p2"][3])
+        finally:
+            conn.close()
+        url = scoped_url.render_as_string(hide_password=False)
+        done = run_cli("--url", url, "status", "-n", "3")
+        assert done.returncode == 0, done.stderr
+        assert "current batch per pipeline:" in done.stdout
+        assert f"pipeline p0: {by_scope['p0'][1]} (Pending)" in done.stdout
+        assert f"pipeline p2: {by_scope['p2'][3]} (Pending)" in done.stdout
+        done = run_cli("--url", url, "status", "--scope", "p2", "-n", "2")
+        assert done.returncode == 0, done.stderr
+        assert done.stdout.startswith(f"current batch: {by_scope['p2'][3]} (Pending)")
+        assert "latest 2 batches" in done.stdout
+        done = run_cli("--url", url, "watch", "--once", "--scope", "p2")
+        assert done.returncode == 0, done.stdout + done.stderr
+        assert f"Current batch:    batch {by_scope['p2'][3]}  status Pending" in done.stdout
+        assert f"set    {by_scope['p2'][3]}" in done.stdout
+        assert f"set    {by_scope['p0'][1]}" not in done.stdout  # another pipeline's flip
+        assert "WARNING" not in done.stdout
+        done = run_cli("--url", url, "watch", "--once")
+        assert done.returncode == 1
+        assert "--scope" in done.stdout

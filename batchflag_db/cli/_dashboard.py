@@ -199,7 +199,13 @@ def history_(limit: int | None, prune_before: dt.datetime | None, as_json: bool)
     help="How many recent flips to show.",
 )
 @click.option("--once", is_flag=True, help="Print one screen and exit (1 if it failed).")
-def watch(interval: float, flips: int, once: bool) -> None:
+@click.option(
+    "--scope",
+    metavar="VALUE",
+    default=None,
+    help="With a scope column: the scope to watch (required there).",
+)
+def watch(interval: float, flips: int, once: bool, scope: str | None) -> None:
     """Watch the current batch, what the dashboard shows and the last flips, live.
 
     Redraws every --interval seconds until Ctrl-C. An error (the server
@@ -207,7 +213,7 @@ def watch(interval: float, flips: int, once: bool) -> None:
     """
     with open_engine() as engine:
         status = run_watch(
-            lambda: take_snapshot(engine, flips),
+            lambda: take_snapshot(engine, flips, scope=scope),
             interval=interval,
             out=sys.stdout,
             refreshes=1 if once else None,

@@ -24,12 +24,24 @@ __all__ = ["doctor", "grant", "status"]
     help="How many of the latest batches to show.",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
-def status(limit: int, as_json: bool) -> None:
-    """Show the current batch and the latest batches (id, batchDate, batchNumber, ...)."""
+@click.option(
+    "--scope",
+    metavar="VALUE",
+    default=None,
+    help="With a scope column: show that scope's current and latest batches.",
+)
+def status(limit: int, as_json: bool, scope: str | None) -> None:
+    """Show the current batch and the latest batches (id, batchDate, batchNumber, ...).
+
+    With a scope column: the current batch of every scope, or of --scope.
+    """
     with open_engine() as engine:
-        view = read_status(engine, limit)
+        view = read_status(engine, limit, scope=scope)
     if as_json:
-        echo_json({"current_batch": view["current_batch"], "batches": view["batches"]})
+        shown = {"current_batch": view["current_batch"], "batches": view["batches"]}
+        if "current_batches" in view:
+            shown["current_batches"] = view["current_batches"]
+        echo_json(shown)
         return
     for line in status_lines(view):
         click.echo(line)
