@@ -235,6 +235,16 @@ class _Doctor:
                 "run your revision that calls op.create_current_flag again: alembic downgrade "
                 "<the revision before it> && alembic upgrade head"
             )
+        if not self.inst.is_default:
+            # Revision 0006 makes all of an installation on other names: from the revision
+            # before it, with the names again.
+            names = "".join(
+                f" --{option.replace('_', '-')} {value}"
+                for option, value in self.inst.names().items()
+                if value is not None and value != getattr(installation.DEFAULT, option)
+            )
+            target = self.rebuild_target(installation.RECORD_TABLE)
+            upgrade_args = f"{names}{upgrade_args}"
         return f"{self.command} downgrade {target} && {self.command} upgrade{upgrade_args}"
 
     @property

@@ -126,6 +126,25 @@ class TestStandaloneUpgrade:
         assert done.stdout.strip() == str(by_scope["p1"][0])
         report = diagnose(create_engine(db_url, poolclass=pool.NullPool))
         assert report.healthy, report.lines()
+        # a routine dropped by hand: doctor's fix, run as printed, puts it back
+        conn = connect(db_url, autocommit=True)
+        try:
+            with conn.cursor() as cur:
+                cur.execute("DROP PROCEDURE unset_current_batch")
+        finally:
+            conn.close()
+        report = diagnose(create_engine(db_url, poolclass=pool.NullPool), command="batchflag")
+        (problem,) = report.problems
+        assert problem.fix == (
+            "batchflag downgrade 0005 && batchflag upgrade --table batch_status --flag-column "
+            "is_current --status-column state --scope-column pipeline"
+        )
+        for step in problem.fix.split(" && "):
+            done = run_cli("--url", url, *step.split()[1:])
+            assert done.returncode == 0, done.stderr
+        assert diagnose(create_engine(db_url, poolclass=pool.NullPool)).healthy
+        done = run_cli("--url", url, "current", "--scope", "p1")
+        assert done.stdout.strip() == str(by_scope["p1"][0])  # the flag survived the fix
         # and back down: every row and flag stays, batchflag-db's objects go
         done = run_cli("--url", url, "downgrade", "base")
         assert done.returncode == 0, done.stderr
