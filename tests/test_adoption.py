@@ -650,3 +650,20 @@ def test_aio_get_current_batch_takes_the_scope(tmp_path: Path, db_url: URL) -> N
             await engine.dispose()
 
     assert asyncio.run(main()) == (ids[3], None)
+
+
+def test_offline_downgrade_script_removes_it_and_keeps_the_rows(
+    tmp_path: Path, db_url: URL
+) -> None:
+    """`alembic downgrade head:t001 --sql`, fed to the client, undoes the installation."""
+    project, _, _ = prepared(tmp_path / "team", db_url)
+    project.ok("upgrade", "head")
+    before = rows(db_url)
+    apply_script(db_url, project.ok("downgrade", "t002:t001", "--sql"))
+    assert rows(db_url) == before
+    left = objects(db_url)
+    assert not [k for k in left if k.startswith("procedure")]
+    assert "currentBatchInstallation" not in left
+    assert "currentBatchScopeLock" not in left
+    assert "currentBatchKey" not in left["batch_status"]
+    assert "batchflag_status" not in left["batch_status"]
