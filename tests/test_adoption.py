@@ -172,6 +172,20 @@ def apply_script(url: URL, script: str) -> None:
     assert done.returncode == 0, done.stderr
 
 
+def call(url: URL, statement: str, *args: Any) -> tuple[Any, ...] | None:
+    """Run one CALL on its own autocommit connection; return its first row (None: none)."""
+    conn = connect(url, autocommit=True)
+    try:
+        with conn.cursor() as cur:
+            cur.execute(statement, args or None)
+            row = cur.fetchone()
+            while cur.nextset():
+                pass
+            return None if row is None else tuple(row)
+    finally:
+        conn.close()
+
+
 def seed(url: URL) -> list[int]:
     conn = connect(url, autocommit=True)
     try:
@@ -320,43 +334,26 @@ class TestTeamProject:
     ) -> None:
         """A flip clears only its pipeline's current row; resolve answers per pipeline."""
         project, ids, _ = installed
-        conn = connect(project.url, autocommit=True)
-        try:
-            with conn.cursor() as cur:
-                cur.execute("CALL set_current_batch(%s)", (ids[0],))
-                assert cur.fetchone() == (ids[0], ids[3], 1)
-                while cur.nextset():
-                    pass
-                cur.execute("CALL set_current_batch(%s)", (ids[6],))  # audit: none current
-                assert cur.fetchone() == (ids[6], None, 1)
-                while cur.nextset():
-                    pass
-                assert current_per_pipeline(project.url) == {
-                    "ingest": [ids[0]],
-                    "export": [ids[4]],
-                    "audit": [ids[6]],
-                }
-                cur.execute("CALL unset_current_batch(%s)", (ids[6],))
-                assert cur.fetchone() == (ids[6], 1)
-                while cur.nextset():
-                    pass
-                cur.execute("CALL resolve_dashboard_batch_in_scope(NULL, 'audit')")
-                assert cur.fetchone() == (ids[6], "incomplete")  # the newest Failed of audit
-                while cur.nextset():
-                    pass
-                cur.execute("CALL resolve_dashboard_batch_in_scope(NULL, 'export')")
-                assert cur.fetchone() == (ids[4], "current_flag")
-                while cur.nextset():
-                    pass
-                with pytest.raises(pymysql.err.OperationalError) as info:
-                    cur.execute("CALL resolve_dashboard_batch(NULL)")
-                assert info.value.args[0] == 31006
-                assert "resolve_dashboard_batch_in_scope" in info.value.args[1]
-                with pytest.raises(pymysql.err.OperationalError) as info:
-                    cur.execute("CALL resolve_dashboard_batch_in_scope(%s, 'export')", (ids[0],))
-                assert info.value.args[0] == 31002
-        finally:
-            conn.close()
+        url = project.url
+        assert call(url, "CALL set_current_batch(%s)", ids[0]) == (ids[0], ids[3], 1)
+        # audit had no current batch
+        assert call(url, "CALL set_current_batch(%s)", ids[6]) == (ids[6], None, 1)
+        assert current_per_pipeline(url) == {
+            "ingest": [ids[0]],
+            "export": [ids[4]],
+            "audit": [ids[6]],
+        }
+        assert call(url, "CALL unset_current_batch(%s)", ids[6]) == (ids[6], 1)
+        resolve = "CALL resolve_dashboard_batch_in_scope(%s, %s)"
+        assert call(url, resolve, None, "audit") == (ids[6], "incomplete")  # its newest Failed
+        assert call(url, resolve, None, "export") == (ids[4], "current_flag")
+        with pytest.raises(pymysql.err.OperationalError) as info:
+            call(url, "CALL resolve_dashboard_batch(NULL)")
+        assert info.value.args[0] == 31006
+        assert "resolve_dashboard_batch_in_scope" in info.value.args[1]
+        with pytest.raises(pymysql.err.OperationalError) as info:
+            call(url, resolve, ids[0], "export")  # a batch of another pipeline
+        assert info.value.args[0] == 31002
 
     def test_wrapper_and_cli_take_the_scope(
         self, installed: tuple[TeamProject, list[int], list[tuple[Any, ...]]]
@@ -436,12 +433,7 @@ class TestTeamProject:
     ) -> None:
         """alembic downgrade base removes batchflag-db's objects; rows and flags stay."""
         project, ids, _ = installed
-        conn = connect(project.url, autocommit=True)
-        try:
-            with conn.cursor() as cur:
-                cur.execute("CALL set_current_batch(%s)", (ids[7],))
-        finally:
-            conn.close()
+        call(project.url, "CALL set_current_batch(%s)", ids[7])
         before = rows(project.url)
         project.ok("downgrade", "base")
         assert rows(project.url) == before
@@ -552,15 +544,8 @@ class TestMovingBetweenRevisions:
         assert current_per_pipeline(db_url) == {"export": [ids[4]]}  # the newest of all
         (project.root / "versions" / "t003_scoped.py").write_text(textwrap.dedent(T003_SCOPED))
         project.ok("upgrade", "head")
-        conn = connect(db_url, autocommit=True)
-        try:
-            with conn.cursor() as cur:
-                for batch in (ids[0], ids[6]):  # ingest and audit get theirs
-                    cur.execute("CALL set_current_batch(%s)", (batch,))
-                    while cur.nextset():
-                        pass
-        finally:
-            conn.close()
+        for batch in (ids[0], ids[6]):  # ingest and audit get theirs
+            call(db_url, "CALL set_current_batch(%s)", batch)
         assert current_per_pipeline(db_url) == {
             "ingest": [ids[0]],
             "export": [ids[4]],
