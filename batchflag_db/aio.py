@@ -41,6 +41,7 @@ from batchflag_db._retry import DEFAULT_RETRY, RetryPolicy, RetryState, owns_tra
 from batchflag_db._schema import SET_PROCEDURE, UNSET_PROCEDURE
 from batchflag_db.errors import (
     ER_NO_SUCH_TABLE,
+    ER_TABLEACCESS_DENIED_ERROR,
     BatchFlagError,
     DatabaseConnectionError,
     SchemaNotReadyError,
@@ -117,6 +118,10 @@ async def _installation(conn: AsyncConnection) -> installation.Installation:
         if exc.errno != ER_NO_SUCH_TABLE:
             raise
         return installation.DEFAULT
+    except BatchFlagError as exc:
+        if exc.errno != ER_TABLEACCESS_DENIED_ERROR:
+            raise
+        return installation.unreadable()
     return installation.from_record(rows[0] if rows else None)
 
 

@@ -14,6 +14,7 @@ One installation per database: the routines keep their names
 
 from __future__ import annotations
 
+import logging
 import re
 from dataclasses import dataclass, replace
 from typing import Any
@@ -27,7 +28,13 @@ from batchflag_db._schema import (
     STATUS_COLUMN,
     TABLE,
 )
-from batchflag_db.errors import ER_NO_SUCH_TABLE, ConfigurationError, SchemaNotReadyError
+from batchflag_db.errors import (
+    ER_NO_SUCH_TABLE,
+    ER_TABLEACCESS_DENIED_ERROR,
+    BatchFlagError,
+    ConfigurationError,
+    SchemaNotReadyError,
+)
 
 __all__ = [
     "DEFAULT",
@@ -39,7 +46,10 @@ __all__ = [
     "from_record",
     "quote",
     "read",
+    "unreadable",
 ]
+
+log = logging.getLogger("batchflag_db")
 
 RECORD_TABLE = "currentBatchInstallation"
 """The one-row table that records the installation's names."""
@@ -261,7 +271,28 @@ def read(link: Link, database: str | None = None) -> Installation:
         if exc.errno != ER_NO_SUCH_TABLE:
             raise
         return DEFAULT
+    except BatchFlagError as exc:
+        if exc.errno != ER_TABLEACCESS_DENIED_ERROR:
+            raise
+        return unreadable()
     return from_record(rows[0] if rows else None)
+
+
+def unreadable() -> Installation:
+    """An account that may not read the record (granted before it existed): the default names.
+
+    So an application account granted by an earlier version keeps working on the default
+    table; on other names its queries then fail naming the missing table, and the warning
+    says what to grant.
+    """
+    log.warning(
+        "this account may not read %s, which names the installation's table and columns; "
+        "assuming the default names (batchStatus): grant it SELECT on %s "
+        "(`batchflag grant ACCOUNT` does)",
+        RECORD_TABLE,
+        RECORD_TABLE,
+    )
+    return DEFAULT
 
 
 def current_query(inst: Installation, scope: object | None) -> str:

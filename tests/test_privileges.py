@@ -5,6 +5,7 @@ Also the evidence behind ``SQL SECURITY DEFINER`` and the choice of definer.
 
 from __future__ import annotations
 
+import logging
 import uuid
 from collections.abc import Callable, Iterator
 from typing import cast
@@ -160,6 +161,33 @@ class TestGrantStatements:
 
 
 class TestLeastPrivilege:
+    def test_an_account_granted_before_the_record_existed_keeps_working(
+        self,
+        migrated_url: URL,
+        make_account: Callable[[], tuple[str, str]],
+        add_batches: Callable[[int], list[int]],
+        caplog: pytest.LogCaptureFixture,
+    ) -> None:
+        """The grants of an earlier version (no SELECT on the record): default names, a warning."""
+        (a,) = add_batches(1)
+        user, account = make_account()
+        root = connect(migrated_url, autocommit=True)
+        try:
+            with root.cursor() as cur:
+                for statement in grant_statements(account, str(migrated_url.database))[:-1]:
+                    cur.execute(statement)
+        finally:
+            root.close()
+        app = create_engine(_as(migrated_url, user), poolclass=pool.NullPool)
+        try:
+            set_current_batch(app, a)
+            with caplog.at_level(logging.WARNING, logger="batchflag_db"):
+                assert get_current_batch(app) == a
+        finally:
+            app.dispose()
+        assert "may not read currentBatchInstallation" in caplog.text
+        assert "batchflag grant" in caplog.text
+
     def test_app_account_flips_through_call(
         self,
         migrated_url: URL,
