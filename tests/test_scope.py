@@ -7,6 +7,7 @@ revision 0006 when ``batchflag upgrade`` is given ``--table`` and the column opt
 from __future__ import annotations
 
 import random
+import subprocess
 import threading
 import time
 from typing import Any
@@ -20,7 +21,7 @@ from batchflag_db import RetryPolicy, migrate, set_current_batch
 from batchflag_db.doctor import diagnose
 from batchflag_db.errors import MigrationRefusedError, TransactionConflictError
 from batchflag_db.installation import Installation
-from tests.conftest import check_table, connect, run_cli
+from tests.conftest import check_table, client_args, connect, run_cli
 
 SCOPED = Installation(
     table="batch_status", flag_column="is_current", status_column="state", scope_column="pipeline"
@@ -347,3 +348,28 @@ class TestViews:
         done = run_cli("--url", url, "watch", "--once")
         assert done.returncode == 1
         assert "--scope" in done.stdout
+
+
+def test_sql_script_with_the_names_applies_like_online(db_url: URL) -> None:
+    """`batchflag sql --table ... --scope-column ... --scope-type ...` installs the same way."""
+    by_scope = make_table(db_url)
+    done = run_cli(
+        "sql", "--table", "batch_status", "--flag-column", "is_current", "--status-column",
+        "state", "--scope-column", "pipeline", "--scope-type", "varchar(32)",
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    script = done.stdout
+    assert "CREATE TABLE IF NOT EXISTS `batchStatus`" not in script  # 0001-0005 do nothing
+    applied = subprocess.run(
+        client_args(db_url), input=script, capture_output=True, text=True, timeout=120, check=False
+    )
+    assert applied.returncode == 0, applied.stderr
+    assert migrate.current_revision(db_url) == migrate.head_revision()
+    report = diagnose(create_engine(db_url, poolclass=pool.NullPool))
+    assert report.healthy, report.lines()
+    conn = connect(db_url, autocommit=True)
+    try:
+        set_current_batch(conn, by_scope["p3"][2])
+        assert current_by_scope(conn) == {"p3": 1}
+    finally:
+        conn.close()
