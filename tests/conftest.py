@@ -143,6 +143,34 @@ def check_table(conn: pymysql.Connection, table: str = "batchStatus") -> list[tu
         return list(cur.fetchall())
 
 
+TORN_SNAPSHOT_KINDS = frozenset({"mariadb-10.11"})
+"""Server kinds seen giving a plain SELECT a torn snapshot (docs/guarantees.md)."""
+
+
+def torn_snapshot(conn: pymysql.Connection, ids: str | None, count: int, newest: int) -> bool:
+    """Tell whether a poll's snapshot contradicts the flip history up to its own newest flip.
+
+    Flips commit one at a time (the lock row), each with its history row, so the history
+    up to any flip is the state after it. A snapshot that holds flip ``newest`` yet shows
+    a batch current that some earlier flip had cleared (and no later one set again) saw
+    ``newest`` without an earlier one: the server's read view was torn. A bad poll our
+    flips could cause (two rows current in some committed state) is not of that kind.
+    """
+    del count
+    seen = [int(i) for i in (ids or "").split(",") if i]
+    with conn.cursor() as cur:
+        for batch in seen:
+            cur.execute(
+                "SELECT `action`, batchId FROM currentBatchHistory WHERE id <= %s "
+                "AND (batchId = %s OR previousBatchId = %s) ORDER BY id DESC LIMIT 1",
+                (newest, batch, batch),
+            )
+            last = cur.fetchone()
+            if last is not None and not (last[0] == "set" and int(last[1]) == batch):
+                return True
+    return False
+
+
 #: Markers of the slow families; a test with none of them is also marked ``quick``.
 SLOW_MARKERS = ("slow", "stress", "crash", "galera", "grouprepl", "replica")
 

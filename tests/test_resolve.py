@@ -21,7 +21,8 @@ from batchflag_db import (
     migrate,
     set_current_batch,
 )
-from batchflag_db._schema import CURRENT_ROUTINE_FILES, RESOLUTION_REASONS, RESOLVE_PROCEDURE
+from batchflag_db._routines import head_source
+from batchflag_db._schema import RESOLUTION_REASONS, RESOLVE_PROCEDURE
 from batchflag_db.cli import cli
 from batchflag_db.dashboard import Resolution, resolve_dashboard_batch
 from batchflag_db.errors import MigrationRefusedError
@@ -134,7 +135,7 @@ class TestReasons:
 
     def test_reasons_are_the_documented_ones(self) -> None:
         """The procedure file names exactly the reasons _schema lists, in priority order."""
-        text = (SQL / CURRENT_ROUTINE_FILES[RESOLVE_PROCEDURE]).read_text()
+        text = head_source(RESOLVE_PROCEDURE)
         used = re.findall(r"SET v_reason = '(\w+)'", text)
         assert used == list(RESOLUTION_REASONS)
 
@@ -258,7 +259,7 @@ class TestIndexUse:
     def lookups() -> list[str]:
         """The procedure's lookups as plain SELECTs: each `SELECT ... INTO v_x[, v_y] FROM ...;`,
         with the parameter and the walk's variable replaced by values."""
-        text = (SQL / CURRENT_ROUTINE_FILES[RESOLVE_PROCEDURE]).read_text()
+        text = head_source(RESOLVE_PROCEDURE)
         text = "\n".join(line.split("--")[0] for line in text.splitlines())
         static = re.findall(
             r"SELECT\s+(.+?)\s+INTO\s+v_\w+(?:\s*,\s*v_\w+)*\s+(FROM\s+[^;]+?);", text, re.DOTALL
