@@ -112,7 +112,7 @@ class TestConcurrentFlips:
         """Sets, unsets and new batches mixed: no deadlock surfaces, never two current rows."""
         ids = add_batches(20)
         errors: list[BaseException] = []
-        bad: list[int] = []
+        bad: list[tuple[str, int, int]] = []
         stop = threading.Event()
 
         def worker(n: int) -> None:
