@@ -18,7 +18,7 @@ from sqlalchemy import text
 from sqlalchemy.engine import Connection
 
 from batchflag_db import _ddl, _routines
-from batchflag_db._schema import HISTORY_TABLE, LOCK_TABLE, VERSION_TABLE
+from batchflag_db._schema import HISTORY_TABLE, KEY_COLUMN, LOCK_TABLE, VERSION_TABLE
 from batchflag_db.errors import ER_DUP_ENTRY, MigrationRefusedError, driver_error_details
 from batchflag_db.installation import (
     DEFAULT,
@@ -31,6 +31,8 @@ from batchflag_db.installation import (
 )
 
 __all__ = [
+    "LATEST_LAYOUT",
+    "LAYOUTS",
     "OPTION_NAMES",
     "check_new_table",
     "create",
@@ -40,12 +42,25 @@ __all__ = [
     "recorded",
     "remember",
     "replace_routines",
+    "set_layout",
     "skip_default_revision",
 ]
 
 log = logging.getLogger("batchflag_db.migrations")
 
 _INDEX_ATTEMPTS = 3
+_ONLINE = "ALGORITHM=INPLACE, LOCK=NONE"
+
+LAYOUTS = (1, 2)
+"""How an installation's indexes are laid out.
+
+1 (revisions 0002 and 0006): UNIQUE ``([scope,] key)``, ascending. 2 (revision 0007, and
+``op.create_current_flag``): UNIQUE ``([scope,] key DESC)``, so a new batch's ``NULL``
+entry no longer lands in the gap an open flip locks next to the current ``1`` entry,
+and an index on the flag column, so the user's own ``WHERE <flag> = 1`` is a lookup.
+"""
+
+LATEST_LAYOUT = LAYOUTS[-1]
 _GUARD = "batchflag_check_installation"
 _SIGNAL_TEXT_LIMIT = 128
 
@@ -123,6 +138,34 @@ def _index_exists(table: str, index: str) -> bool:
             i=index,
         )
     )
+
+
+def _index_descending(table: str, index: str) -> bool | None:
+    """Whether the key column's part of ``index`` is stored descending; None: no such index.
+
+    ``information_schema.STATISTICS.COLLATION`` says what the server built (``D`` or
+    ``A``): a server that parses DESC and ignores it reports ``A``.
+    """
+    found = _ddl.rows(
+        "SELECT COLUMN_NAME, COLLATION FROM information_schema.STATISTICS "
+        "WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = :t AND INDEX_NAME = :i",
+        t=table,
+        i=index,
+    )
+    if not found:
+        return None
+    return any(str(c) == KEY_COLUMN and str(o or "").upper() == "D" for c, o in found)
+
+
+def indexes_leading_with(table: str, column: str) -> list[str]:
+    """The indexes of ``table`` whose first column is ``column`` (online only)."""
+    found = _ddl.rows(
+        "SELECT INDEX_NAME FROM information_schema.STATISTICS WHERE TABLE_SCHEMA = DATABASE() "
+        "AND TABLE_NAME = :t AND SEQ_IN_INDEX = 1 AND COLUMN_NAME = :c ORDER BY INDEX_NAME",
+        t=table,
+        c=column,
+    )
+    return [str(r[0]) for r in found]
 
 
 def _table_exists(table: str) -> bool:
@@ -304,7 +347,15 @@ def _clear_extra_current_rows(inst: Installation, keep: int | None) -> None:
     )
 
 
-def _add_key(inst: Installation, keep: int | None) -> None:
+def _key_index_statement(inst: Installation, name: str, *, descending: bool) -> str:
+    columns = ", ".join(
+        quote(c) + (" DESC" if descending and c == inst.key_column else "")
+        for c in inst.key_columns
+    )
+    return f"ALTER TABLE {quote(inst.table)} ADD UNIQUE INDEX {quote(name)} ({columns})"
+
+
+def _add_key(inst: Installation, keep: int | None, *, descending: bool) -> None:
     t, f = quote(inst.table), quote(inst.flag_column)
     k = quote(inst.key_column)
     offline = _ddl.is_offline()
@@ -314,10 +365,9 @@ def _add_key(inst: Installation, keep: int | None) -> None:
             f"(IF({f} <> 0, 1, NULL)) VIRTUAL",
             "ALGORITHM=INSTANT",
         )
-    columns = ", ".join(quote(c) for c in inst.key_columns)
-    add_index = f"ALTER TABLE {t} ADD UNIQUE INDEX {quote(inst.key_index)} ({columns})"
+    add_index = _key_index_statement(inst, inst.key_index, descending=descending)
     if offline:
-        _ddl.alter_online(add_index, "ALGORITHM=INPLACE, LOCK=NONE")
+        _ddl.alter_online(add_index, _ONLINE)
         return
     # A writer may flag a second row between the cleanup and the index build; the
     # build then fails with a duplicate and changes nothing: clean up again and retry.
@@ -325,7 +375,7 @@ def _add_key(inst: Installation, keep: int | None) -> None:
         if _index_exists(inst.table, inst.key_index):
             return
         try:
-            _ddl.alter_online(add_index, "ALGORITHM=INPLACE, LOCK=NONE")
+            _ddl.alter_online(add_index, _ONLINE)
         except Exception as exc:
             errno, _, _ = driver_error_details(exc)
             if errno != ER_DUP_ENTRY or attempt == _INDEX_ATTEMPTS:
@@ -341,6 +391,98 @@ def _add_status_index(inst: Installation) -> None:
             f"ALTER TABLE {quote(inst.table)} ADD INDEX {quote(inst.status_index)} ({columns})",
             "ALGORITHM=INPLACE, LOCK=NONE",
         )
+
+
+def _swap_key_index(inst: Installation, *, descending: bool) -> None:
+    """Leave the UNIQUE key index in the order asked for, a UNIQUE index there throughout.
+
+    Three online steps: build it again under :attr:`Installation.key_index_next`, drop
+    the old one, rename the new one. A swap stopped between steps is finished when run
+    again. On a server that ignores DESC the new index comes out ascending: it is
+    dropped again and the old one kept, with a warning.
+    """
+    t = quote(inst.table)
+    index, spare = inst.key_index, inst.key_index_next
+    drop = f"ALTER TABLE {t} DROP INDEX {{}}"
+    rename = f"ALTER TABLE {t} RENAME INDEX {quote(spare)} TO {quote(index)}"
+    build = _key_index_statement(inst, spare, descending=descending)
+    if _ddl.is_offline():
+        for statement in (build, drop.format(quote(index)), rename):
+            _ddl.alter_online(statement, _ONLINE)
+        return
+    order = "descending" if descending else "ascending"
+    current = _index_descending(inst.table, index)
+    leftover = _index_descending(inst.table, spare)
+    if current is None and leftover is not None:
+        log.warning("finishing a stopped index swap: renaming %s to %s", spare, index)
+        _ddl.alter_online(rename, _ONLINE)
+        current, leftover = leftover, None
+    if leftover is not None:
+        log.warning("dropping %s, left by a stopped index swap", spare)
+        _ddl.alter_online(drop.format(quote(spare)), _ONLINE)
+    if current is None:
+        log.warning("%s has no index %s: left as it is; run `batchflag doctor`", inst.table, index)
+        return
+    if current == descending:
+        log.info("index %s is already %s", index, order)
+        return
+    _ddl.alter_online(build, _ONLINE)
+    if _index_descending(inst.table, spare) != descending:
+        log.warning(
+            "this server built the key column DESC in ascending order (it ignores DESC, as "
+            "MariaDB before 10.8 does): kept the ascending %s; an INSERT of a new batch "
+            "still waits while a flip's transaction is open",
+            index,
+        )
+        _ddl.alter_online(drop.format(quote(spare)), _ONLINE)
+        return
+    _ddl.alter_online(drop.format(quote(index)), _ONLINE)
+    _ddl.alter_online(rename, _ONLINE)
+    log.info("index %s is now %s", index, order)
+
+
+def _add_flag_index(inst: Installation) -> None:
+    add = (
+        f"ALTER TABLE {quote(inst.table)} ADD INDEX {quote(inst.flag_index)} "
+        f"({quote(inst.flag_column)})"
+    )
+    if _ddl.is_offline():
+        _ddl.alter_online(add, _ONLINE)
+        return
+    existing = indexes_leading_with(inst.table, inst.flag_column)
+    if inst.flag_index in existing:
+        return
+    if existing:
+        log.info(
+            "%s already has an index starting with %s (%s): added no other",
+            inst.table,
+            inst.flag_column,
+            ", ".join(existing),
+        )
+        return
+    _ddl.alter_online(add, _ONLINE)
+
+
+def _drop_flag_index(inst: Installation) -> None:
+    """Drop batchflag-db's flag index; an index of the user's own is never dropped."""
+    if _ddl.is_offline() or _index_exists(inst.table, inst.flag_index):
+        _ddl.alter_online(
+            f"ALTER TABLE {quote(inst.table)} DROP INDEX {quote(inst.flag_index)}", _ONLINE
+        )
+
+
+def set_layout(inst: Installation, layout: int) -> None:
+    """Move an installation's indexes to ``layout`` (one of :data:`LAYOUTS`), online.
+
+    No row and no flag value changes, and a UNIQUE key index exists at every moment.
+    """
+    if layout not in LAYOUTS:
+        raise MigrationRefusedError(f"index layout {layout!r}: batchflag-db knows {LAYOUTS}")
+    _swap_key_index(inst, descending=layout >= 2)
+    if layout >= 2:
+        _add_flag_index(inst)
+    else:
+        _drop_flag_index(inst)
 
 
 def _add_lock(inst: Installation) -> None:
@@ -375,13 +517,18 @@ def replace_routines(inst: Installation, version: int = _routines.VERSIONS[-1]) 
 
 
 def create(
-    inst: Installation, keep_current: int | None = None, *, adopt: bool = False
+    inst: Installation,
+    keep_current: int | None = None,
+    *,
+    adopt: bool = False,
+    layout: int = LATEST_LAYOUT,
 ) -> Installation:
     """Install batchflag-db on ``inst.table``; return the installation as recorded.
 
     ``adopt``: the standalone chain's revisions 0001-0005 made the key column, its
     index, the status index, the lock row and the history; record the names and
-    replace the routines only.
+    replace the routines only. ``layout``: the indexes' layout (:data:`LAYOUTS`);
+    revision 0006 makes layout 1 and revision 0007 moves it on.
 
     Raises:
         MigrationRefusedError: The table cannot take this installation (the message says
@@ -403,8 +550,10 @@ def create(
     _record(inst)
     if not adopt:
         _clear_extra_current_rows(inst, keep_current)
-        _add_key(inst, keep_current)
+        _add_key(inst, keep_current, descending=layout >= 2)
         _add_status_index(inst)
+        if layout >= 2:
+            _add_flag_index(inst)
         _add_lock(inst)
         _ddl.run(_CREATE_HISTORY)
     replace_routines(inst)
@@ -412,21 +561,20 @@ def create(
     return inst
 
 
-def drop(inst: Installation, *, keep_key: bool = False) -> None:
+def drop(inst: Installation, *, layout: int = LATEST_LAYOUT) -> None:
     """Remove what :func:`create` made, keeping every row and flag value.
 
-    The history table is kept when it has rows. ``keep_key`` keeps the key column, its
-    UNIQUE index, the status index, the lock table and the history (the standalone
-    chain's revision 0006: revisions 0002-0004 made those and remove them).
+    The history table is kept when it has rows. ``layout`` is the one the installation
+    has (offline, the script cannot look: revision 0006 drops layout 1).
     """
     offline = _ddl.is_offline()
     for name in _routines.ALL_ROUTINES:
         _ddl.run(f"DROP PROCEDURE IF EXISTS `{name}`")
     _ddl.run(f"DROP TABLE IF EXISTS `{RECORD_TABLE}`")
-    if keep_key:
-        return
     t = quote(inst.table)
     _ddl.run(f"DROP TABLE IF EXISTS `{inst.lock_table}`")
+    if layout >= 2 or not offline:
+        _drop_flag_index(inst)
     for index in (inst.status_index, inst.key_index):
         if offline or _index_exists(inst.table, index):
             _ddl.run(f"ALTER TABLE {t} DROP INDEX {quote(index)}")

@@ -37,6 +37,7 @@ from batchflag_db import _ddl, _install, _routines
 from batchflag_db._schema import HISTORY_TABLE, KEY_COLUMN, LOCK_TABLE, VERSION_TABLE
 from batchflag_db.installation import (
     DEFAULT,
+    FLAG_INDEX_SUFFIX,
     RECORD_TABLE,
     SCOPE_LOCK_TABLE,
     STATUS_INDEX_SUFFIX,
@@ -53,8 +54,9 @@ __all__ = [
 OWN_TABLES = frozenset({RECORD_TABLE, LOCK_TABLE, SCOPE_LOCK_TABLE, HISTORY_TABLE, VERSION_TABLE})
 """Tables batchflag-db owns: autogenerate should neither create nor drop them."""
 
-_KEY_INDEX = re.compile(rf"uq_\w+_{KEY_COLUMN}")
+_KEY_INDEX = re.compile(rf"uq_\w+_{KEY_COLUMN}(_next)?")
 _STATUS_INDEX = re.compile(rf"{DEFAULT.status_index}|ix_\w+_{STATUS_INDEX_SUFFIX}")
+_FLAG_INDEX = re.compile(rf"{DEFAULT.flag_index}|ix_\w+_{FLAG_INDEX_SUFFIX}")
 
 
 class _InstallationOp(MigrateOperation):
@@ -205,6 +207,6 @@ def include_object(
     if type_ in ("index", "unique_constraint") and name:
         if _KEY_INDEX.fullmatch(name):
             return False
-        if _STATUS_INDEX.fullmatch(name):
+        if _STATUS_INDEX.fullmatch(name) or _FLAG_INDEX.fullmatch(name):
             return False
     return True

@@ -137,6 +137,20 @@ def routine_body(create_statement: str) -> str:
     return normalize_body(stripped[match.start() :])
 
 
+def server_keeps_desc(version: str) -> bool:
+    """Whether a server of ``SELECT VERSION()`` ``version`` builds an index part DESC.
+
+    MariaDB from 10.8 and MySQL from 8.0 do; earlier ones parse DESC and ignore it.
+    """
+    match = re.match(r"(\d+)\.(\d+)", version)
+    if match is None:
+        return True
+    major, minor = int(match.group(1)), int(match.group(2))
+    if "mariadb" in version.lower():
+        return (major, minor) >= (10, 8)
+    return major >= 8
+
+
 def _normalize_expression(expression: str) -> str:
     return re.sub(r"[\s`()]", "", expression).lower()
 
@@ -246,6 +260,10 @@ class _Doctor:
             target = self.rebuild_target(installation.RECORD_TABLE)
             upgrade_args = f"{names}{upgrade_args}"
         return f"{self.command} downgrade {target} && {self.command} upgrade{upgrade_args}"
+
+    @property
+    def server_version(self) -> str:
+        return str(self.rows("SELECT VERSION()")[0][0])
 
     @property
     def key_expression(self) -> str:
@@ -474,7 +492,7 @@ class _Doctor:
 
     def check_index(self) -> None:
         found = self.rows(
-            "SELECT NON_UNIQUE, COLUMN_NAME FROM information_schema.STATISTICS "
+            "SELECT NON_UNIQUE, COLUMN_NAME, COLLATION FROM information_schema.STATISTICS "
             "WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = :t AND INDEX_NAME = :i "
             "ORDER BY SEQ_IN_INDEX",
             t=self.inst.table,
@@ -489,8 +507,8 @@ class _Doctor:
                 f"UNIQUE index {self.inst.key_index} is missing: nothing stops a second current batch",
                 fix,
             )
-        elif [(int(n), str(c)) for n, c in found] != [(0, c) for c in expected]:
-            columns = ", ".join(str(c) for _, c in found)
+        elif [(int(n), str(c)) for n, c, _ in found] != [(0, c) for c in expected]:
+            columns = ", ".join(str(c) for _, c, _ in found)
             kind = "UNIQUE" if int(found[0][0]) == 0 else "not UNIQUE"
             self.add(
                 "problem",
@@ -502,6 +520,43 @@ class _Doctor:
         else:
             self.add(
                 "ok", "index", f"UNIQUE index {self.inst.key_index} on ({', '.join(expected)})"
+            )
+            descending = any(
+                str(c) == self.inst.key_column and str(o or "").upper() == "D" for _, c, o in found
+            )
+            self.check_index_order(descending)
+        self.check_flag_index()
+
+    def check_index_order(self, descending: bool) -> None:
+        if descending:
+            self.add("ok", "index", f"{self.inst.key_index} stores {self.inst.key_column} DESC")
+            return
+        waits = (
+            f"{self.inst.key_index} stores {self.inst.key_column} ascending: while a flip's "
+            "transaction is open, inserting a new batch waits for it"
+        )
+        if server_keeps_desc(self.server_version):
+            self.add("problem", "index", waits, self.rebuild(self.inst.flag_index))
+        else:
+            self.add("note", "index", f"{waits} (this server ignores DESC in an index)")
+
+    def check_flag_index(self) -> None:
+        flag = self.inst.flag_column
+        leading = self.rows(
+            "SELECT INDEX_NAME FROM information_schema.STATISTICS WHERE TABLE_SCHEMA = "
+            "DATABASE() AND TABLE_NAME = :t AND SEQ_IN_INDEX = 1 AND COLUMN_NAME = :c "
+            "ORDER BY INDEX_NAME",
+            t=self.inst.table,
+            c=flag,
+        )
+        if leading:
+            self.add("ok", "index", f"queries by {flag} use index {leading[0][0]}")
+        else:
+            self.add(
+                "problem",
+                "index",
+                f"no index starts with {flag}: `WHERE {flag} = 1` reads the whole table",
+                self.rebuild(self.inst.flag_index),
             )
 
     def check_lock_row(self) -> None:

@@ -38,6 +38,7 @@ from batchflag_db.errors import (
 
 __all__ = [
     "DEFAULT",
+    "FLAG_INDEX_SUFFIX",
     "RECORD_TABLE",
     "SCOPE_LOCK_TABLE",
     "STATUS_INDEX_SUFFIX",
@@ -59,6 +60,9 @@ SCOPE_LOCK_TABLE = "currentBatchScopeLock"
 
 STATUS_INDEX_SUFFIX = "batchflag_status"
 """The status index of an installation on other names is ``ix_<table>_batchflag_status``."""
+
+FLAG_INDEX_SUFFIX = "batchflag_flag"
+"""The flag index of an installation on other names is ``ix_<table>_batchflag_flag``."""
 
 _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,63}")
 _IDENTIFIER_LIMIT = 64
@@ -119,10 +123,11 @@ class Installation:
                 f"scope_type={self.scope_type!r} is not a column type, e.g. "
                 "'varchar(32) CHARACTER SET utf8mb4 COLLATE utf8mb4_bin'"
             )
-        if len(self.key_index) > _IDENTIFIER_LIMIT or len(self.status_index) > _IDENTIFIER_LIMIT:
+        derived = (self.key_index_next, self.status_index, self.flag_index)
+        if any(len(name) > _IDENTIFIER_LIMIT for name in derived):
             raise ConfigurationError(
                 f"table={self.table!r}: the index names batchflag-db derives from it "
-                f"({self.key_index}, {self.status_index}) are longer than 64 characters"
+                f"({', '.join(derived)}) are longer than 64 characters"
             )
 
     # --- derived names (batchflag-db's own objects) ---------------------------
@@ -136,6 +141,22 @@ class Installation:
     def key_index(self) -> str:
         """The UNIQUE index on the key column (with the scope column first, when scoped)."""
         return f"uq_{self.table}_{KEY_COLUMN}"
+
+    @property
+    def key_index_next(self) -> str:
+        """The name the UNIQUE index is built under while its order changes (revision 0007)."""
+        return f"{self.key_index}_next"
+
+    @property
+    def flag_index(self) -> str:
+        """The index on the flag column, for the user's own ``WHERE <flag> = 1`` queries.
+
+        ``ix_batchStatus_currentBatch`` on the default table and flag column, else
+        ``ix_<table>_batchflag_flag``.
+        """
+        if (self.table, self.flag_column) == (TABLE, FLAG_COLUMN):
+            return f"ix_{TABLE}_{FLAG_COLUMN}"
+        return f"ix_{self.table}_{FLAG_INDEX_SUFFIX}"
 
     @property
     def status_index(self) -> str:

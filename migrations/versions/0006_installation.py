@@ -53,13 +53,13 @@ def upgrade() -> None:
         context.get_x_argument(as_dictionary=True), context.config.attributes
     )
     # With the default names 0002 already applied keep_current; adopt what 0001-0005 made.
-    _install.remember(_install.create(inst, keep, adopt=inst.is_default))
+    _install.remember(_install.create(inst, keep, adopt=inst.is_default, layout=1))
 
 
 def downgrade() -> None:
     inst = _install.from_context()
     if not inst.is_default:
-        _install.drop(inst)
+        _install.drop(inst, layout=1)
         return
     _ddl.replace_routine("set_current_batch", "procedures/set_current_batch/v2.sql")
     _ddl.replace_routine("unset_current_batch", "procedures/unset_current_batch/v2.sql")
