@@ -621,8 +621,8 @@ LOOKUPS = {
     "lookup_flag_keyed": (BATCHFLAG, VERIFICATION_QUERY),
 }
 """Finding the current batch: this project's lookup (by key), and the user's own
-Verification query (by flag) on the plain table and on the migrated one (a scan on
-both: currentBatch has no index of its own)."""
+Verification query (by flag) on the plain table (a scan) and on the migrated one (a
+lookup on the flag index revision 0007 adds)."""
 
 
 def measure_lookups(pair: Pair, plan: Plan) -> dict[str, dict[str, float]]:

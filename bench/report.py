@@ -107,6 +107,14 @@ def evaluate(results: dict[str, Any]) -> list[dict[str, Any]]:
             at_most=False,
         ),
         _target(
+            "the user's Verification query is indexed",
+            rule=f"Verification query, plain table / migrated table >= 300 at {at}",
+            measured=f"{med('lookup_flag'):.3f} ms vs {med('lookup_flag_keyed'):.3f} ms",
+            ratio=med("lookup_flag") / med("lookup_flag_keyed"),
+            limit=300,
+            at_most=False,
+        ),
+        _target(
             "flip flat in table size",
             rule=f"flip at {at} / flip at {small:,} rows <= 1.3",
             measured=f"{flip:.3f} ms vs {med('flip', small):.3f} ms",

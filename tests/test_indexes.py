@@ -233,6 +233,31 @@ class TestOpenFlipBlocksNoWriter:
         conn.close()
 
 
+class TestScopedLimit:
+    def test_an_open_flip_of_the_next_pipeline_holds_up_an_insert(
+        self, scoped_db: URL, open_flip: Any
+    ) -> None:
+        """The limit docs/adopting.md states: an open flip of p2 holds up an INSERT into p1.
+
+        The new (p1, NULL, id) entry lands just before p2's (p2, 1, id) entries, in the
+        gap the open flip's unique check locks.
+        """
+        conn = connect(scoped_db, autocommit=True)
+        with conn.cursor() as cur:
+            cur.execute("SELECT id FROM batch_status WHERE pipeline = 'p2' ORDER BY id")
+            p2 = [int(r[0]) for r in cur.fetchall()]
+            cur.execute(f"CALL set_current_batch({p2[0]})")
+            drain(cur)
+        conn.close()
+        open_flip(scoped_db, "REPEATABLE READ", f"CALL set_current_batch({p2[-1]})")
+        other = writer(scoped_db, "REPEATABLE READ")
+        with pytest.raises(pymysql.err.OperationalError) as caught:
+            timed(other, "INSERT INTO batch_status (pipeline) VALUES ('p1')")
+        assert caught.value.args[0] == ER_LOCK_WAIT_TIMEOUT
+        assert timed(other, "INSERT INTO batch_status (pipeline) VALUES ('p3')") < BUDGET_S
+        other.close()
+
+
 @pytest.mark.slow
 class TestControlAtRevision0006:
     """Before 0007 (ascending key index) the same INSERT waits for the open flip."""
