@@ -257,7 +257,7 @@ class TestCatchesBrokenDatabases:
             "ALTER TABLE batchStatus MODIFY currentBatchKey TINYINT "
             "GENERATED ALWAYS AS (IF(currentBatch = 1, 1, NULL)) VIRTUAL",
             "ALTER TABLE batchStatus ADD UNIQUE INDEX uq_batchStatus_currentBatchKey "
-            "(currentBatchKey)",
+            "(currentBatchKey DESC)",
         )
         result = doctor(migrated_url)
         (line,) = problems(result)
