@@ -91,7 +91,7 @@ def read_status(
                 limit=limit,
                 **({"scope": scope} if scope is not None else {}),
             )
-        warnings = stuck_warnings(link)
+        warnings = stuck_warnings(link, inst)
     rows = [dict(zip(columns, row, strict=True)) for row in current.rows]
     view: dict[str, Any] = {
         "warnings": warnings,
