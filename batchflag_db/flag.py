@@ -54,7 +54,7 @@ from batchflag_db.errors import (
     ReadOnlyServerError,
     TransactionConflictError,
 )
-from batchflag_db.installation import DEFAULT, current_query
+from batchflag_db.installation import current_query
 from batchflag_db.installation import read as read_installation
 from batchflag_db.locks import LockReport, find_lock_holders
 
@@ -90,10 +90,6 @@ UNSET_PENDING_EVENT = "current_batch_flag_unset_pending"
 """Log event (INFO) after a successful unset inside the caller's transaction."""
 
 _PENDING_NOTE = " (inside the caller's transaction: not committed yet)"
-
-CURRENT_QUERY = current_query(DEFAULT, None)
-"""The current batch of the default installation, by a probe of the key column's UNIQUE
-index (never a scan); :func:`get_current_batch` builds it for the recorded names."""
 
 PRIMARY_QUERY = (
     "SELECT MEMBER_HOST, MEMBER_PORT FROM performance_schema.replication_group_members "
@@ -258,7 +254,7 @@ def naming_primary(
 
 
 def current_from_rows(rows: Sequence[Sequence[Any]]) -> int | None:
-    """Return the current batch id from :data:`CURRENT_QUERY`'s rows."""
+    """Return the current batch id from the rows of :func:`~batchflag_db.installation.current_query`."""
     return int(rows[0][0]) if rows else None
 
 
