@@ -41,12 +41,9 @@ from batchflag_db import installation, locks
 from batchflag_db._retry import DEFAULT_RETRY, RetryPolicy, RetryState, owns_transaction
 from batchflag_db._schema import SET_PROCEDURE, UNSET_PROCEDURE
 from batchflag_db.errors import (
-    ER_NO_SUCH_TABLE,
-    ER_TABLEACCESS_DENIED_ERROR,
     BatchFlagError,
     DatabaseConnectionError,
     ReadOnlyServerError,
-    SchemaNotReadyError,
     TransactionConflictError,
     translated_errors,
 )
@@ -121,14 +118,8 @@ async def _installation(conn: AsyncConnection) -> installation.Installation:
     try:
         with translated_errors():
             rows = await _rows(conn, installation.RECORD_QUERY, None)
-    except SchemaNotReadyError as exc:
-        if exc.errno != ER_NO_SUCH_TABLE:
-            raise
-        return installation.DEFAULT
     except BatchFlagError as exc:
-        if exc.errno != ER_TABLEACCESS_DENIED_ERROR:
-            raise
-        return installation.unreadable()
+        return installation.from_read_error(exc)
     return installation.from_record(rows[0] if rows else None)
 
 

@@ -43,6 +43,7 @@ __all__ = [
     "STATUS_INDEX_SUFFIX",
     "Installation",
     "current_query",
+    "from_read_error",
     "from_record",
     "quote",
     "read",
@@ -267,15 +268,27 @@ def read(link: Link, database: str | None = None) -> Installation:
         query = RECORD_QUERY.replace(quote(RECORD_TABLE), qualified)
     try:
         rows = link.run(query).rows
-    except SchemaNotReadyError as exc:
-        if exc.errno != ER_NO_SUCH_TABLE:
-            raise
-        return DEFAULT
     except BatchFlagError as exc:
-        if exc.errno != ER_TABLEACCESS_DENIED_ERROR:
-            raise
-        return unreadable()
+        return from_read_error(exc)
     return from_record(rows[0] if rows else None)
+
+
+def from_read_error(exc: BatchFlagError) -> Installation:
+    """Return the installation to assume when reading the record failed with ``exc``.
+
+    No record table: :data:`DEFAULT`. An account that may not read it: :func:`unreadable`.
+    Call it in the ``except`` block (the sync :func:`read` and :mod:`batchflag_db.aio` do).
+
+    Raises:
+        BatchFlagError: ``exc`` itself, for any other error.
+    """
+    if isinstance(exc, SchemaNotReadyError):
+        if exc.errno == ER_NO_SUCH_TABLE:
+            return DEFAULT
+        raise exc
+    if exc.errno == ER_TABLEACCESS_DENIED_ERROR:
+        return unreadable()
+    raise exc
 
 
 def unreadable() -> Installation:
