@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -308,14 +309,22 @@ def unreadable() -> Installation:
     return DEFAULT
 
 
-def current_query(inst: Installation, scope: object | None) -> str:
+def current_query(
+    inst: Installation, scope: object | None, columns: Sequence[str] | None = None
+) -> str:
     """The query of the current batch (of ``scope``, bound as ``:scope``): one index probe.
+
+    Args:
+        inst: The installation.
+        scope: The scope whose current batch to read; None without a scope column.
+        columns: The columns to select (names of the table's columns); None: the id column.
 
     Raises:
         ConfigurationError: A scope is given to an installation without a scope column,
             or none to one with it.
     """
-    select = f"SELECT {quote(inst.id_column)} FROM {quote(inst.table)} WHERE "
+    shown = ", ".join(quote(c) for c in columns or (inst.id_column,))
+    select = f"SELECT {shown} FROM {quote(inst.table)} WHERE "
     key = f"{quote(inst.key_column)} = 1"
     if inst.scope_column is None:
         if scope is not None:
