@@ -22,8 +22,8 @@ attempt changed nothing: "procedure does not exist" (1305) for a short window
 The wait is bounded in time, not only in attempts: the wrappers set the session's
 ``innodb_lock_wait_timeout`` to :attr:`RetryPolicy.lock_wait_timeout` for the
 flip, and no attempt starts after :attr:`RetryPolicy.deadline`. When a flip gives
-up on a lock wait, the wrapper's ``explain`` hook names the transaction holding
-the lock (see :mod:`batchflag_db.locks`).
+up on a lock wait, the wrapper adds the transactions holding the lock to the error
+(:func:`batchflag_db.flag.naming_holders`, from :mod:`batchflag_db.locks`).
 """
 
 from __future__ import annotations
@@ -52,7 +52,6 @@ __all__ = [
     "DEFAULT_RETRY",
     "ER_IN_TRANSACTION",
     "IN_TRANSACTION_PROBE",
-    "Explain",
     "RetryPolicy",
     "RetryState",
     "owns_transaction",
@@ -166,9 +165,6 @@ A flip blocked by a transaction that never ends gives up after about 8-10 s.
 
 _MISSING_ROUTINE_DELAY = 0.02
 
-Explain = Callable[[], tuple[str, tuple[int, ...]]]
-"""A hook that names what holds the lock: (a sentence, the holders' connection ids)."""
-
 _RNG = random.Random()  # noqa: S311 - jitter, not cryptography
 
 
@@ -223,7 +219,6 @@ class RetryState:
         batch_id: int,
         rng: random.Random | None = None,
         *,
-        explain: Explain | None = None,
         clock: Callable[[], float] = time.monotonic,
     ):
         self.policy = policy
@@ -232,21 +227,12 @@ class RetryState:
         self.batch_id = batch_id
         self.attempt = 1
         self._rng = rng
-        self._explain = explain
         self._clock = clock
         self._started = clock()
 
     def _conflict(self, message: str, error: BatchFlagError) -> TransactionConflictError:
-        holders: tuple[int, ...] = ()
-        if error.errno == ER_LOCK_WAIT_TIMEOUT and self._explain is not None:
-            sentence, holders = self._explain()
-            message = f"{message}; {sentence}"
         return TransactionConflictError(
-            message,
-            errno=error.errno,
-            sqlstate=error.sqlstate,
-            attempts=self.attempt,
-            holders=holders,
+            message, errno=error.errno, sqlstate=error.sqlstate, attempts=self.attempt
         )
 
     def failed(self, error: BatchFlagError) -> float:

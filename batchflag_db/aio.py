@@ -21,8 +21,9 @@ Transactions and retries are as in :mod:`batchflag_db.flag`:
   :class:`~batchflag_db.errors.TransactionConflictError` for you to retry the
   whole transaction; in ``AUTOCOMMIT`` isolation it behaves like the engine.
 
-Only the I/O lives here; validation, statements, result rows, log events and
-the retry decisions are the sync wrapper's, shared.
+Only the I/O lives here; validation, statements, result rows, log events, the
+retry decisions and the reports that name a lock's holder (:mod:`batchflag_db.locks`)
+or a group's primary are the sync wrapper's, shared.
 """
 
 from __future__ import annotations
@@ -36,23 +37,26 @@ from typing import Any, TypeAlias, TypeVar
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from batchflag_db import installation
+from batchflag_db import installation, locks
 from batchflag_db._retry import DEFAULT_RETRY, RetryPolicy, RetryState, owns_transaction
 from batchflag_db._schema import SET_PROCEDURE, UNSET_PROCEDURE
 from batchflag_db.errors import (
-    ER_NO_SUCH_TABLE,
-    ER_TABLEACCESS_DENIED_ERROR,
     BatchFlagError,
     DatabaseConnectionError,
-    SchemaNotReadyError,
+    ReadOnlyServerError,
+    TransactionConflictError,
     translated_errors,
 )
 from batchflag_db.flag import (
+    PRIMARY_QUERY,
     Flip,
     call_statement,
     current_from_rows,
     flip_from_rows,
+    gave_up_on_lock_wait,
     lock_wait_statements,
+    naming_holders,
+    naming_primary,
     undo_statement,
     validate_batch_id,
 )
@@ -114,15 +118,35 @@ async def _installation(conn: AsyncConnection) -> installation.Installation:
     try:
         with translated_errors():
             rows = await _rows(conn, installation.RECORD_QUERY, None)
-    except SchemaNotReadyError as exc:
-        if exc.errno != ER_NO_SUCH_TABLE:
-            raise
-        return installation.DEFAULT
     except BatchFlagError as exc:
-        if exc.errno != ER_TABLEACCESS_DENIED_ERROR:
-            raise
-        return installation.unreadable()
+        return installation.from_read_error(exc)
     return installation.from_record(rows[0] if rows else None)
+
+
+async def _lock_holders(conn: AsyncConnection) -> locks.LockReport:
+    """:func:`batchflag_db.locks.find_lock_holders`, on an AsyncConnection: never raises."""
+    try:
+        inst = await _installation(conn)
+    except BatchFlagError:  # the statements below say what cannot be read
+        inst = installation.DEFAULT
+    error: BatchFlagError | None = None
+    for sql, exact in locks.holder_queries(inst):
+        try:
+            with translated_errors():
+                return locks.lock_report(await _rows(conn, sql, None), exact)
+        except BatchFlagError as exc:
+            error = exc
+    return locks.unreadable_report(error)
+
+
+async def _naming_primary(error: ReadOnlyServerError, conn: AsyncConnection) -> ReadOnlyServerError:
+    """``error``, with the primary's address added when the server is a group member."""
+    try:
+        with translated_errors():
+            rows = await _rows(conn, PRIMARY_QUERY, None)
+    except BatchFlagError:  # not a group member (no such table), or no privilege: say less
+        return error
+    return naming_primary(error, rows)
 
 
 async def _current(conn: AsyncConnection, scope: str | int | None) -> list[tuple[Any, ...]]:
@@ -144,7 +168,28 @@ async def _flip(
     batch_id: int,
     policy: RetryPolicy,
 ) -> tuple[list[tuple[Any, ...]], int]:
-    """The retried CALL, with the session's lock wait set for it (as the sync wrapper does)."""
+    """The retried CALL, with the session's lock wait set for it (as the sync wrapper does).
+
+    A flip that gave up on a lock wait names the transaction holding the lock, and one
+    a read-only group member refused names the group's primary, as the sync wrapper's.
+    """
+    try:
+        return await _retried_flip(session, owns, procedure, batch_id, policy)
+    except ReadOnlyServerError as error:
+        raise await _naming_primary(error, session) from error.__cause__
+    except TransactionConflictError as error:
+        if not gave_up_on_lock_wait(error):
+            raise
+        raise naming_holders(error, await _lock_holders(session)) from error.__cause__
+
+
+async def _retried_flip(
+    session: AsyncConnection,
+    owns: bool | None,
+    procedure: str,
+    batch_id: int,
+    policy: RetryPolicy,
+) -> tuple[list[tuple[Any, ...]], int]:
     statement = call_statement(procedure)
 
     async def attempt() -> list[tuple[Any, ...]]:

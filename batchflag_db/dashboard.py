@@ -375,7 +375,7 @@ def _snapshot_in(link: Link, flips: int, scope: str | int | None = None) -> Watc
         resolution=resolution,
         shown=shown,
         flips=_history(link, flips, inst, scope),
-        warnings=stuck_warnings(link),
+        warnings=stuck_warnings(link, inst),
     )
 
 

@@ -35,7 +35,6 @@ from batchflag_db._retry import (
     DEFAULT_RETRY,
     ER_IN_TRANSACTION,
     IN_TRANSACTION_PROBE,
-    Explain,
     RetryPolicy,
     RetryState,
     owns_transaction,
@@ -48,14 +47,16 @@ from batchflag_db._schema import (
     UNSET_PROCEDURE,
 )
 from batchflag_db.errors import (
+    ER_LOCK_WAIT_TIMEOUT,
     BatchFlagError,
     DatabaseConnectionError,
     InvalidBatchIdError,
     ReadOnlyServerError,
+    TransactionConflictError,
 )
-from batchflag_db.installation import DEFAULT, current_query
+from batchflag_db.installation import current_query
 from batchflag_db.installation import read as read_installation
-from batchflag_db.locks import find_lock_holders
+from batchflag_db.locks import LockReport, find_lock_holders
 
 __all__ = [
     "SET_EVENT",
@@ -89,10 +90,6 @@ UNSET_PENDING_EVENT = "current_batch_flag_unset_pending"
 """Log event (INFO) after a successful unset inside the caller's transaction."""
 
 _PENDING_NOTE = " (inside the caller's transaction: not committed yet)"
-
-CURRENT_QUERY = current_query(DEFAULT, None)
-"""The current batch of the default installation, by a probe of the key column's UNIQUE
-index (never a scan); :func:`get_current_batch` builds it for the recorded names."""
 
 PRIMARY_QUERY = (
     "SELECT MEMBER_HOST, MEMBER_PORT FROM performance_schema.replication_group_members "
@@ -214,8 +211,50 @@ def flip_from_rows(
     return flip
 
 
+def naming_holders(
+    conflict: TransactionConflictError, report: LockReport
+) -> TransactionConflictError:
+    """``conflict`` (a flip that gave up on a lock wait), naming what holds the lock.
+
+    The message gains the report's sentence (the oldest holder, its account, how long
+    open, idle or not, and ``KILL <id>``, or what could not be read), and ``holders``
+    the holders' connection ids.
+    """
+    return TransactionConflictError(
+        f"{conflict}; {report.describe()}",
+        errno=conflict.errno,
+        sqlstate=conflict.sqlstate,
+        attempts=conflict.attempts,
+        holders=tuple(h.connection_id for h in report.holders),
+    )
+
+
+def gave_up_on_lock_wait(error: BatchFlagError) -> bool:
+    """Tell whether a flip's error is a lock wait timeout :func:`naming_holders` explains."""
+    return isinstance(error, TransactionConflictError) and error.errno == ER_LOCK_WAIT_TIMEOUT
+
+
+def naming_primary(
+    error: ReadOnlyServerError, rows: Sequence[Sequence[Any]]
+) -> ReadOnlyServerError:
+    """``error``, with the primary's address added when :data:`PRIMARY_QUERY` found one.
+
+    Args:
+        error: A flip refused by a read-only server (1290).
+        rows: :data:`PRIMARY_QUERY`'s rows (none when the server is no group member).
+    """
+    if len(rows) != 1:
+        return error
+    host, port = rows[0]
+    return ReadOnlyServerError(
+        f"{error}; this group's primary is {host}:{port}",
+        errno=error.errno,
+        sqlstate=error.sqlstate,
+    )
+
+
 def current_from_rows(rows: Sequence[Sequence[Any]]) -> int | None:
-    """Return the current batch id from :data:`CURRENT_QUERY`'s rows."""
+    """Return the current batch id from the rows of :func:`~batchflag_db.installation.current_query`."""
     return int(rows[0][0]) if rows else None
 
 
@@ -228,11 +267,9 @@ def _with_retry(
     procedure: str,
     batch_id: int,
     policy: RetryPolicy,
-    *,
-    explain: Explain | None = None,
 ) -> tuple[_T, int]:
     """Run ``attempt`` until it succeeds or the policy says stop; return (result, attempts)."""
-    state = RetryState(policy, owns, procedure, batch_id, explain=explain)
+    state = RetryState(policy, owns, procedure, batch_id)
     while True:
         try:
             result = attempt()
@@ -259,14 +296,6 @@ def _owns_transaction(link: Link) -> bool:
             return False
         raise
     return True
-
-
-def _explainer(link: Link) -> Explain:
-    def explain() -> tuple[str, tuple[int, ...]]:
-        report = find_lock_holders(link)
-        return report.describe(), tuple(h.connection_id for h in report.holders)
-
-    return explain
 
 
 def lock_wait_statements(seconds: int) -> tuple[str, str]:
@@ -323,14 +352,7 @@ def _naming_primary(error: ReadOnlyServerError, link: Link) -> ReadOnlyServerErr
         rows = link.run(PRIMARY_QUERY).rows
     except BatchFlagError:  # not a group member (no such table), or no privilege: say less
         return error
-    if len(rows) != 1:
-        return error
-    host, port = rows[0]
-    return ReadOnlyServerError(
-        f"{error}; this group's primary is {host}:{port}",
-        errno=error.errno,
-        sqlstate=error.sqlstate,
-    )
+    return naming_primary(error, rows)
 
 
 def _call(conn: Connectable, procedure: str, batch_id: int, policy: RetryPolicy) -> Flip:
@@ -344,10 +366,13 @@ def _call(conn: Connectable, procedure: str, batch_id: int, policy: RetryPolicy)
                     procedure,
                     batch_id,
                     policy,
-                    explain=_explainer(link),
                 )
         except ReadOnlyServerError as error:
             raise _naming_primary(error, link) from error.__cause__
+        except TransactionConflictError as error:
+            if not gave_up_on_lock_wait(error):
+                raise
+            raise naming_holders(error, find_lock_holders(link)) from error.__cause__
     return flip_from_rows(procedure, batch_id, rows, attempts, committed=owns)
 
 

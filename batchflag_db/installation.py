@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -44,6 +45,7 @@ __all__ = [
     "STATUS_INDEX_SUFFIX",
     "Installation",
     "current_query",
+    "from_read_error",
     "from_record",
     "quote",
     "read",
@@ -288,15 +290,27 @@ def read(link: Link, database: str | None = None) -> Installation:
         query = RECORD_QUERY.replace(quote(RECORD_TABLE), qualified)
     try:
         rows = link.run(query).rows
-    except SchemaNotReadyError as exc:
-        if exc.errno != ER_NO_SUCH_TABLE:
-            raise
-        return DEFAULT
     except BatchFlagError as exc:
-        if exc.errno != ER_TABLEACCESS_DENIED_ERROR:
-            raise
-        return unreadable()
+        return from_read_error(exc)
     return from_record(rows[0] if rows else None)
+
+
+def from_read_error(exc: BatchFlagError) -> Installation:
+    """Return the installation to assume when reading the record failed with ``exc``.
+
+    No record table: :data:`DEFAULT`. An account that may not read it: :func:`unreadable`.
+    Call it in the ``except`` block (the sync :func:`read` and :mod:`batchflag_db.aio` do).
+
+    Raises:
+        BatchFlagError: ``exc`` itself, for any other error.
+    """
+    if isinstance(exc, SchemaNotReadyError):
+        if exc.errno == ER_NO_SUCH_TABLE:
+            return DEFAULT
+        raise exc
+    if exc.errno == ER_TABLEACCESS_DENIED_ERROR:
+        return unreadable()
+    raise exc
 
 
 def unreadable() -> Installation:
@@ -316,14 +330,22 @@ def unreadable() -> Installation:
     return DEFAULT
 
 
-def current_query(inst: Installation, scope: object | None) -> str:
+def current_query(
+    inst: Installation, scope: object | None, columns: Sequence[str] | None = None
+) -> str:
     """The query of the current batch (of ``scope``, bound as ``:scope``): one index probe.
+
+    Args:
+        inst: The installation.
+        scope: The scope whose current batch to read; None without a scope column.
+        columns: The columns to select (names of the table's columns); None: the id column.
 
     Raises:
         ConfigurationError: A scope is given to an installation without a scope column,
             or none to one with it.
     """
-    select = f"SELECT {quote(inst.id_column)} FROM {quote(inst.table)} WHERE "
+    shown = ", ".join(quote(c) for c in columns or (inst.id_column,))
+    select = f"SELECT {shown} FROM {quote(inst.table)} WHERE "
     key = f"{quote(inst.key_column)} = 1"
     if inst.scope_column is None:
         if scope is not None:

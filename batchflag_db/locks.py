@@ -9,20 +9,38 @@ account, how long open, whether idle, and how to end them.
 It reads ``information_schema.INNODB_TRX`` and ``PROCESSLIST`` (both servers;
 another account's rows need the PROCESS privilege). On MySQL it narrows the list
 with ``performance_schema.data_locks`` to transactions that hold locks on this
-database's flag tables; MariaDB has no such table for granted locks, so there
-every other transaction of a session using the same database that holds row
-locks is listed, oldest first.
+database's flag tables (the installation's table and lock table, whatever their
+names); MariaDB has no such table for granted locks, so there every other
+transaction of a session using the same database that holds row locks is listed,
+oldest first.
+
+The statements (:func:`holder_queries`) and the reading of their rows
+(:func:`lock_report`, :func:`unreadable_report`) do no I/O, so the sync path
+(:func:`find_lock_holders`, on a :class:`~batchflag_db._connection.Link`) and
+:mod:`batchflag_db.aio` run the same SQL and build the same report.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from batchflag_db._connection import Link
-from batchflag_db._schema import LOCK_TABLE, TABLE
 from batchflag_db.errors import BatchFlagError
+from batchflag_db.installation import DEFAULT, Installation
+from batchflag_db.installation import read as read_installation
 
-__all__ = ["STUCK_AFTER", "Blocker", "LockReport", "find_lock_holders", "stuck_warnings"]
+__all__ = [
+    "STUCK_AFTER",
+    "Blocker",
+    "LockReport",
+    "find_lock_holders",
+    "holder_queries",
+    "lock_report",
+    "stuck_warnings",
+    "unreadable_report",
+]
 
 #: Seconds after which status, doctor and watch call a transaction holding locks stuck
 #: (a flip holds its locks for about a millisecond).
@@ -118,7 +136,7 @@ class LockReport:
         return f"oldest transaction holding row locks {scope}: {first}{tail}"
 
 
-def _blocker(row: tuple[object, ...]) -> Blocker:
+def _blocker(row: Sequence[object]) -> Blocker:
     thread, user, host, database, open_s, command, time_s, query, locked = row
     idle = int(str(time_s)) if command == "Sleep" and time_s is not None else None
     return Blocker(
@@ -132,43 +150,82 @@ def _blocker(row: tuple[object, ...]) -> Blocker:
     )
 
 
-def find_lock_holders(link: Link, *, older_than: int = 0) -> LockReport:
+def holder_queries(inst: Installation, *, older_than: int = 0) -> tuple[tuple[str, bool], ...]:
+    """The statements that list the holders, in the order to try them, each with its ``exact``.
+
+    The first narrows to locks on ``inst``'s table and lock table (MySQL's
+    ``performance_schema.data_locks``); where it fails (MariaDB has no such table, or
+    it is not readable) the second lists the transactions of sessions using this
+    database. Run them on the connection the flip waited on: its own transaction is
+    left out.
+
+    Args:
+        inst: The installation whose tables a flip locks.
+        older_than: Only transactions open at least this many seconds.
+    """
+    age = f"AND TIMESTAMPDIFF(SECOND, t.trx_started, NOW()) >= {int(older_than)}"
+    # The names are validated identifiers (letters, digits, _): safe as literals.
+    narrowed = _ON_FLAG_TABLES.format(lock=inst.lock_table, table=inst.table)
+    return (
+        (_HOLDERS.format(narrow=f"{age} {narrowed}"), True),
+        (_HOLDERS.format(narrow=f"{age} {_IN_THIS_DATABASE}"), False),
+    )
+
+
+def lock_report(rows: Sequence[Sequence[Any]], exact: bool) -> LockReport:
+    """The report from the rows of one of :func:`holder_queries`' statements."""
+    return LockReport(tuple(_blocker(r) for r in rows), exact)
+
+
+def unreadable_report(error: BatchFlagError | None) -> LockReport:
+    """The report when none of :func:`holder_queries`' statements could be read."""
+    return LockReport(
+        (),
+        False,
+        "could not read information_schema.INNODB_TRX and PROCESSLIST to name the "
+        f"transaction holding the lock ({error}; another account's transactions "
+        "need the PROCESS privilege)",
+    )
+
+
+def find_lock_holders(
+    link: Link, inst: Installation | None = None, *, older_than: int = 0
+) -> LockReport:
     """The other open transactions holding row locks, oldest first.
 
     Args:
         link: The connection to ask on (its own transaction is left out).
+        inst: The installation whose tables to narrow to; None reads it from the
+            database ``link`` is on (the default names when it cannot be read).
         older_than: Only transactions open at least this many seconds.
 
     Returns:
         A report; when the server's tables cannot be read, ``unreadable`` says which
         and why, and no exception is raised.
     """
-    age = f"AND TIMESTAMPDIFF(SECOND, t.trx_started, NOW()) >= {int(older_than)}"
-    narrowed = _ON_FLAG_TABLES.format(lock=LOCK_TABLE, table=TABLE)
-    try:
-        rows = link.run(_HOLDERS.format(narrow=f"{age} {narrowed}")).rows
-        exact = True
-    except BatchFlagError:
-        try:  # MariaDB (no performance_schema.data_locks), or it is not readable
-            rows = link.run(_HOLDERS.format(narrow=f"{age} {_IN_THIS_DATABASE}")).rows
-            exact = False
+    if inst is None:
+        try:
+            inst = read_installation(link)
+        except BatchFlagError:  # the statements below say what cannot be read
+            inst = DEFAULT
+    error: BatchFlagError | None = None
+    for sql, exact in holder_queries(inst, older_than=older_than):
+        try:
+            return lock_report(link.run(sql).rows, exact)
         except BatchFlagError as exc:
-            return LockReport(
-                (),
-                False,
-                "could not read information_schema.INNODB_TRX and PROCESSLIST to name the "
-                f"transaction holding the lock ({exc}; another account's transactions "
-                "need the PROCESS privilege)",
-            )
-    return LockReport(tuple(_blocker(tuple(r)) for r in rows), exact)
+            error = exc
+    return unreadable_report(error)
 
 
-def stuck_warnings(link: Link, older_than: int = STUCK_AFTER) -> list[str]:
+def stuck_warnings(
+    link: Link, inst: Installation | None = None, older_than: int = STUCK_AFTER
+) -> list[str]:
     """One line per transaction holding locks for ``older_than`` s or more (status, watch).
 
-    An account that may not read the server's tables gets one line saying so.
+    ``inst`` is as for :func:`find_lock_holders`. An account that may not read the
+    server's tables gets one line saying so.
     """
-    report = find_lock_holders(link, older_than=older_than)
+    report = find_lock_holders(link, inst, older_than=older_than)
     if report.unreadable is not None:
         return [f"note: {report.unreadable}"]
     return [

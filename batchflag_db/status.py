@@ -80,9 +80,7 @@ def read_status(
                 limit=limit,
             )
         else:
-            query = current_query(inst, scope).replace(
-                f"SELECT `{inst.id_column}` ", f"SELECT {select} ", 1
-            )
+            query = current_query(inst, scope, columns)
             current = link.query(query, scope=scope) if scope is not None else link.run(query)
             where = f"WHERE `{inst.scope_column}` = :scope " if scope is not None else ""
             latest = link.query(
@@ -91,7 +89,7 @@ def read_status(
                 limit=limit,
                 **({"scope": scope} if scope is not None else {}),
             )
-        warnings = stuck_warnings(link)
+        warnings = stuck_warnings(link, inst)
     rows = [dict(zip(columns, row, strict=True)) for row in current.rows]
     view: dict[str, Any] = {
         "warnings": warnings,

@@ -20,6 +20,7 @@ One group per mode for the module; every test gets a fresh database on it.
 
 from __future__ import annotations
 
+import asyncio
 import collections
 import contextlib
 import logging
@@ -36,12 +37,14 @@ from typing import Any
 import pymysql
 import pytest
 from sqlalchemy import create_engine, pool, text
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Engine, make_url
+from sqlalchemy.ext.asyncio import create_async_engine
 
 from batchflag_db import (
     BatchFlagError,
     DatabaseConnectionError,
     RetryPolicy,
+    aio,
     migrate,
     set_current_batch,
     unset_current_batch,
@@ -806,6 +809,34 @@ class TestSinglePrimary:
         assert "send flips to the primary" in message
         assert f"primary is 127.0.0.1:{single.nodes[primary].port}" in message
         assert isinstance(caught.value.__cause__, pymysql.err.OperationalError)
+        reader = _connect(single.nodes[primary], single_db.name)
+        assert _snapshot(reader, ()).current == ()
+        reader.close()
+
+    def test_aio_flip_on_a_secondary_names_the_primary(
+        self, single: GroupReplicationCluster, single_db: _Database
+    ) -> None:
+        """Through batchflag_db.aio the same: ReadOnlyServerError naming the primary; nothing changes."""
+        primary = single.primary()
+        secondary = next(i for i in range(NODES) if i != primary)
+        url = make_url(single.nodes[secondary].url + single_db.name)
+
+        async def flip() -> None:
+            engine = create_async_engine(
+                url.set(drivername="mysql+aiomysql"), poolclass=pool.NullPool
+            )
+            try:
+                await aio.set_current_batch(engine, single_db.spares[0], retry=RETRY)
+            finally:
+                await engine.dispose()
+
+        with pytest.raises(ReadOnlyServerError) as caught:
+            asyncio.run(flip())
+        assert caught.value.errno == ER_OPTION_PREVENTS_STATEMENT
+        message = str(caught.value)
+        assert "send flips to the primary" in message
+        assert f"primary is 127.0.0.1:{single.nodes[primary].port}" in message
+        assert caught.value.__cause__ is not None
         reader = _connect(single.nodes[primary], single_db.name)
         assert _snapshot(reader, ()).current == ()
         reader.close()

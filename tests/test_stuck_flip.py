@@ -2,22 +2,27 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 import pymysql
 import pytest
 from sqlalchemy import create_engine, pool
 from sqlalchemy.engine import URL, Engine
+from sqlalchemy.ext.asyncio import create_async_engine
 
 import batchflag_db
-from batchflag_db import RetryPolicy, SchemaNotReadyError, TransactionConflictError
+from batchflag_db import RetryPolicy, SchemaNotReadyError, TransactionConflictError, aio, migrate
 from batchflag_db.dashboard import render_watch, take_snapshot
 from batchflag_db.doctor import diagnose
 from batchflag_db.errors import ER_LOCK_WAIT_TIMEOUT
+from batchflag_db.installation import Installation
 from batchflag_db.locks import STUCK_AFTER
 from batchflag_db.status import read_status, status_lines
 from tests.conftest import connect, run_cli
+from tests.test_aio import ASYNC_DRIVERS
+from tests.test_scope import SCOPED, make_table
 
 pytestmark = pytest.mark.slow
 
@@ -34,6 +39,40 @@ def _forgotten_flip(connect_db: Callable[..., pymysql.Connection], batch: int) -
             pass
         cur.execute("SELECT CONNECTION_ID()")
         return int(cur.fetchone()[0])
+
+
+def _no_process_account(url: URL) -> Iterator[URL]:
+    """An account that may flip and read the database, but not other accounts' transactions."""
+    admin = connect(url, autocommit=True)
+    user = "bf_noprocess"
+    with admin.cursor() as cur:
+        cur.execute(f"DROP USER IF EXISTS '{user}'@'%%'")
+        cur.execute(f"CREATE USER '{user}'@'%%' IDENTIFIED BY 'pw-1-Xy'")
+        cur.execute(f"GRANT SELECT ON `{url.database}`.* TO '{user}'@'%%'")
+        for routine in ("set_current_batch", "unset_current_batch"):
+            cur.execute(f"GRANT EXECUTE ON PROCEDURE `{url.database}`.`{routine}` TO '{user}'@'%%'")
+    try:
+        yield url.set(username=user, password="pw-1-Xy")  # noqa: S106 - a throwaway server
+    finally:
+        with admin.cursor() as cur:
+            cur.execute(f"DROP USER '{user}'@'%%'")
+        admin.close()
+
+
+@pytest.fixture
+def no_process_url(migrated_url: URL) -> Iterator[URL]:
+    """:func:`_no_process_account` on the migrated database, dropped afterwards."""
+    yield from _no_process_account(migrated_url)
+
+
+def _is_mariadb(url: URL) -> bool:
+    conn = connect(url)
+    try:
+        with conn.cursor() as cur:
+            cur.execute("SELECT VERSION()")
+            return "mariadb" in str(cur.fetchone()[0]).lower()
+    finally:
+        conn.close()
 
 
 class TestForgottenCommit:
@@ -117,38 +156,192 @@ class TestForgottenCommit:
 
     def test_an_account_without_process_privilege_is_told_what_it_could_not_read(
         self,
-        migrated_url: URL,
+        no_process_url: URL,
         connect_db: Callable[..., pymysql.Connection],
         add_batches: Callable[[int], list[int]],
     ) -> None:
         """Without PROCESS the error says which tables it could not read."""
         a, b = add_batches(2)
         _forgotten_flip(connect_db, a)
-        admin = connect(migrated_url, autocommit=True)
-        user = "bf_noprocess"
-        with admin.cursor() as cur:
-            cur.execute(f"DROP USER IF EXISTS '{user}'@'%%'")
-            cur.execute(f"CREATE USER '{user}'@'%%' IDENTIFIED BY 'pw-1-Xy'")
-            cur.execute(f"GRANT SELECT ON `{migrated_url.database}`.* TO '{user}'@'%%'")
-            for routine in ("set_current_batch", "unset_current_batch"):
-                cur.execute(
-                    f"GRANT EXECUTE ON PROCEDURE `{migrated_url.database}`.`{routine}` "
-                    f"TO '{user}'@'%%'"
-                )
+        low = connect(no_process_url, autocommit=True)
         try:
-            low = connect(migrated_url.set(username=user, password="pw-1-Xy"), autocommit=True)  # noqa: S106
             with pytest.raises(TransactionConflictError) as info:
                 batchflag_db.set_current_batch(
                     low, b, retry=RetryPolicy(lock_wait_timeout=1, deadline=0.5)
                 )
-            low.close()
-            assert "could not read information_schema.INNODB_TRX" in str(info.value)
-            assert "PROCESS" in str(info.value)
-            assert info.value.holders == ()
         finally:
-            with admin.cursor() as cur:
-                cur.execute(f"DROP USER '{user}'@'%%'")
-            admin.close()
+            low.close()
+        assert "could not read information_schema.INNODB_TRX" in str(info.value)
+        assert "PROCESS" in str(info.value)
+        assert info.value.holders == ()
+
+
+@pytest.fixture(params=ASYNC_DRIVERS)
+def async_driver(request: pytest.FixtureRequest) -> str:
+    """The async driver a test of :mod:`batchflag_db.aio` runs with."""
+    return str(request.param)
+
+
+class TestForgottenCommitAsync:
+    """The same stuck flip, met through :mod:`batchflag_db.aio`: the same bound, the same error."""
+
+    def test_aio_gives_up_within_the_bound_naming_the_holder(
+        self,
+        migrated_url: URL,
+        async_driver: str,
+        connect_db: Callable[..., pymysql.Connection],
+        add_batches: Callable[[int], list[int]],
+    ) -> None:
+        """Another caller through an AsyncEngine fails in under 10 s, naming the holder's id."""
+        a, b = add_batches(2)
+        holder_id = _forgotten_flip(connect_db, a)
+
+        async def flip() -> None:
+            engine = create_async_engine(
+                migrated_url.set(drivername=f"mysql+{async_driver}"), poolclass=pool.NullPool
+            )
+            try:
+                await aio.set_current_batch(engine, b)
+            finally:
+                await engine.dispose()
+
+        started = time.monotonic()
+        with pytest.raises(TransactionConflictError) as info:
+            asyncio.run(flip())
+        took = time.monotonic() - started
+        assert took <= DEFAULT_BOUND_S + 1.0, took
+        error = info.value
+        assert error.errno == ER_LOCK_WAIT_TIMEOUT
+        assert error.attempts > 1
+        assert error.holders[0] == holder_id
+        assert f"connection {holder_id} (" in str(error)
+        assert f"KILL {holder_id}" in str(error)
+        assert "idle for" in str(error)
+        assert "(another transaction holds a lock the flip needs)" in str(error)
+
+    def test_aio_inside_the_callers_transaction_names_the_holder(
+        self,
+        migrated_url: URL,
+        async_driver: str,
+        connect_db: Callable[..., pymysql.Connection],
+        add_batches: Callable[[int], list[int]],
+    ) -> None:
+        """Through an AsyncConnection in a transaction: one lock wait, then the holder named."""
+        a, b = add_batches(2)
+        holder_id = _forgotten_flip(connect_db, a)
+
+        async def flip() -> None:
+            engine = create_async_engine(
+                migrated_url.set(drivername=f"mysql+{async_driver}"), poolclass=pool.NullPool
+            )
+            try:
+                async with engine.connect() as conn:
+                    await conn.begin()
+                    await aio.set_current_batch(conn, b, retry=RetryPolicy(lock_wait_timeout=1))
+            finally:
+                await engine.dispose()
+
+        with pytest.raises(TransactionConflictError) as info:
+            asyncio.run(flip())
+        assert info.value.attempts == 1
+        assert info.value.holders[0] == holder_id
+        assert "inside your transaction" in str(info.value)
+        assert f"KILL {holder_id}" in str(info.value)
+
+    def test_an_account_without_process_privilege_is_told_what_it_could_not_read(
+        self,
+        no_process_url: URL,
+        async_driver: str,
+        connect_db: Callable[..., pymysql.Connection],
+        add_batches: Callable[[int], list[int]],
+    ) -> None:
+        """Without PROCESS the aio error says which tables it could not read, as the sync one."""
+        a, b = add_batches(2)
+        _forgotten_flip(connect_db, a)
+
+        async def flip() -> None:
+            engine = create_async_engine(
+                no_process_url.set(drivername=f"mysql+{async_driver}"), poolclass=pool.NullPool
+            )
+            try:
+                await aio.set_current_batch(
+                    engine, b, retry=RetryPolicy(lock_wait_timeout=1, deadline=0.5)
+                )
+            finally:
+                await engine.dispose()
+
+        with pytest.raises(TransactionConflictError) as info:
+            asyncio.run(flip())
+        assert "could not read information_schema.INNODB_TRX" in str(info.value)
+        assert "PROCESS" in str(info.value)
+        assert info.value.holders == ()
+
+
+#: An installation on other names, one current row in all (its lock row is currentBatchLock).
+RENAMED = Installation(table="batch_status", flag_column="is_current", status_column="state")
+
+SHORT = RetryPolicy(attempts=1, lock_wait_timeout=1)
+
+
+class TestOtherNames:
+    """On an installation's own names the holder is found on its tables (narrowed on MySQL)."""
+
+    def test_a_lock_on_a_renamed_table_is_named(self, db_url: URL) -> None:
+        """A session holding a row of batch_status FOR UPDATE is named, on the flag tables on MySQL."""
+        ids = [i for scope in make_table(db_url).values() for i in scope]
+        migrate.upgrade(db_url, installation=RENAMED)
+        holder = connect(db_url, autocommit=False)
+        other = connect(db_url, autocommit=True)
+        try:
+            with holder.cursor() as cur:
+                cur.execute("SELECT id FROM batch_status WHERE id = %s FOR UPDATE", (ids[0],))
+                cur.execute("SELECT CONNECTION_ID()")
+                holder_id = int(cur.fetchone()[0])
+            with pytest.raises(TransactionConflictError) as info:
+                batchflag_db.set_current_batch(other, ids[0], retry=SHORT)
+        finally:
+            holder.close()
+            other.close()
+        assert info.value.holders == (holder_id,)
+        assert f"KILL {holder_id}" in str(info.value)
+        scope = "in this database" if _is_mariadb(db_url) else "on the flag tables"
+        assert f"holding row locks {scope}" in str(info.value)
+
+    def test_a_forgotten_flip_of_a_scope_is_named(self, db_url: URL, async_driver: str) -> None:
+        """A scoped flip never committed (its scope lock row and rows of batch_status) is named,
+        by the sync and the async wrapper."""
+        by_scope = make_table(db_url)
+        migrate.upgrade(db_url, installation=SCOPED)
+        holder = connect(db_url, autocommit=False)
+        other = connect(db_url, autocommit=True)
+        try:
+            with holder.cursor() as cur:
+                cur.execute("CALL set_current_batch(%s)", (by_scope["p0"][0],))
+                while cur.nextset():
+                    pass
+                cur.execute("SELECT CONNECTION_ID()")
+                holder_id = int(cur.fetchone()[0])
+            with pytest.raises(TransactionConflictError) as sync_info:
+                batchflag_db.set_current_batch(other, by_scope["p0"][1], retry=SHORT)
+
+            async def flip() -> None:
+                engine = create_async_engine(
+                    db_url.set(drivername=f"mysql+{async_driver}"), poolclass=pool.NullPool
+                )
+                try:
+                    await aio.set_current_batch(engine, by_scope["p0"][1], retry=SHORT)
+                finally:
+                    await engine.dispose()
+
+            with pytest.raises(TransactionConflictError) as async_info:
+                asyncio.run(flip())
+        finally:
+            holder.close()
+            other.close()
+        scope = "in this database" if _is_mariadb(db_url) else "on the flag tables"
+        for info in (sync_info, async_info):
+            assert info.value.holders == (holder_id,)
+            assert f"holding row locks {scope}: connection {holder_id} (" in str(info.value)
 
 
 class TestMissingRoutine:

@@ -39,17 +39,27 @@ import os
 import pwd
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from types import TracebackType
 
 import pymysql
+
+from batchflag_db.testing._process import (
+    LOG_TAIL_LINES,
+    Watchdog,
+    free_ports,
+    reap,
+    signal_group,
+    sigterm_as_interrupt,
+    spawn,
+    tail,
+)
 
 __all__ = [
     "GaleraCluster",
@@ -75,7 +85,6 @@ _MAX_SOCKET_PATH = 100
 _URL_ENV_VAR = "BATCHFLAG_TEST_DATABASE_URL"
 
 _POLL_INTERVAL = 0.25
-_LOG_TAIL_LINES = 40
 
 
 class GaleraError(RuntimeError):
@@ -260,153 +269,6 @@ class GaleraNode:
         )
 
 
-# --------------------------------------------------------------------------
-# Process plumbing
-# --------------------------------------------------------------------------
-
-_WATCHDOG_CODE = r"""
-import os, shutil, signal, sys, time
-signal.signal(signal.SIGINT, signal.SIG_IGN)
-groups = set()
-base_dir = None
-for line in sys.stdin:
-    line = line.rstrip("\n")
-    if line[:1] == "+":
-        groups.add(int(line[1:]))
-    elif line[:1] == "-":
-        groups.discard(int(line[1:]))
-    elif line[:1] == "D":
-        base_dir = line[1:]
-for pgid in groups:
-    try:
-        os.killpg(pgid, signal.SIGKILL)
-    except OSError:
-        pass
-deadline = time.monotonic() + 10
-for pgid in groups:
-    while time.monotonic() < deadline:
-        try:
-            os.killpg(pgid, 0)
-        except OSError:
-            break
-        time.sleep(0.05)
-if base_dir:
-    shutil.rmtree(base_dir, ignore_errors=True)
-"""
-
-
-class _Watchdog:
-    """Helper process that kills the nodes if this Python process dies.
-
-    The cluster tells it (over a pipe) which process groups are live. When
-    the pipe reaches EOF, because :meth:`close` was called or because this
-    process died in any way (SIGKILL, SIGTERM without handler, crash), it
-    SIGKILLs every group it still knows and removes the cluster's temp dir.
-    Unlike ``PR_SET_PDEATHSIG`` this also works for servers that change uid
-    (``--user=mysql``).
-    """
-
-    def __init__(self) -> None:
-        """Start the helper in its own session (immune to terminal Ctrl-C)."""
-        self._proc = subprocess.Popen(
-            [sys.executable, "-I", "-c", _WATCHDOG_CODE],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-            start_new_session=True,
-        )
-
-    def _send(self, line: str) -> None:
-        stdin = self._proc.stdin
-        if stdin is None or stdin.closed:
-            return
-        with contextlib.suppress(OSError, ValueError):
-            stdin.write(line.encode() + b"\n")
-            stdin.flush()
-
-    def set_dir(self, path: str) -> None:
-        """Remove ``path`` (the cluster's temp dir) when the pipe closes."""
-        self._send(f"D{path}")
-
-    def add(self, pgid: int) -> None:
-        """Start watching process group ``pgid``."""
-        self._send(f"+{pgid}")
-
-    def remove(self, pgid: int) -> None:
-        """Stop watching process group ``pgid`` (it was killed by us)."""
-        self._send(f"-{pgid}")
-
-    def close(self) -> None:
-        """Close the pipe and reap the helper."""
-        if self._proc.stdin is not None:
-            with contextlib.suppress(OSError):
-                self._proc.stdin.close()
-        try:
-            self._proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            self._proc.kill()
-            self._proc.wait()
-
-
-def _free_ports(count: int) -> list[int]:
-    """Find ``count`` distinct free TCP ports on 127.0.0.1.
-
-    All sockets are held open until every port is chosen, so the ports are
-    distinct; there is still a small window before the server binds them.
-
-    Args:
-        count: Number of ports wanted.
-
-    Returns:
-        The port numbers.
-    """
-    socks: list[socket.socket] = []
-    try:
-        for _ in range(count):
-            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-            s.bind(("127.0.0.1", 0))
-            socks.append(s)
-        return [s.getsockname()[1] for s in socks]
-    finally:
-        for s in socks:
-            s.close()
-
-
-def _tail(path: str, lines: int = _LOG_TAIL_LINES) -> str:
-    """Return the last ``lines`` lines of a text file, or a note if unreadable.
-
-    Args:
-        path: File to read.
-        lines: Number of lines.
-
-    Returns:
-        The tail, as one string.
-    """
-    try:
-        with open(path, "rb") as f:
-            f.seek(0, os.SEEK_END)
-            size = f.tell()
-            f.seek(max(0, size - 64 * 1024))
-            data = f.read().decode("utf-8", "replace")
-    except OSError as exc:
-        return f"<cannot read {path}: {exc}>"
-    return "\n".join(data.splitlines()[-lines:])
-
-
-def _signal_group(proc: subprocess.Popen[bytes], sig: int) -> None:
-    """Send ``sig`` to the process group led by ``proc`` (and to ``proc``).
-
-    Args:
-        proc: A process started with ``start_new_session=True``.
-        sig: Signal number.
-    """
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(proc.pid, sig)
-    if proc.poll() is None:
-        with contextlib.suppress(ProcessLookupError):
-            proc.send_signal(sig)
-
-
 def _status(conn: pymysql.connections.Connection[pymysql.cursors.Cursor]) -> dict[str, str]:
     """Read the ``wsrep_%`` status variables of a node.
 
@@ -488,7 +350,7 @@ class GaleraCluster:
         self._procs: dict[int, subprocess.Popen[bytes]] = {}
         self._lock = threading.RLock()
         self._user = _server_user()
-        self._watchdog: _Watchdog | None = None
+        self._watchdog: Watchdog | None = None
 
     # -- context manager -------------------------------------------------
 
@@ -541,7 +403,7 @@ class GaleraCluster:
             with _LIVE_LOCK:
                 _LIVE.add(self)
             try:
-                self._watchdog = _Watchdog()
+                self._watchdog = Watchdog()
                 self._create_nodes()
                 self._install_db(self.nodes[0])
                 self._spawn(0, new_cluster=True)
@@ -564,7 +426,7 @@ class GaleraCluster:
         """
         with self._lock:
             for proc in list(self._procs.values()):
-                _signal_group(proc, signal.SIGKILL)
+                signal_group(proc, signal.SIGKILL)
             for i in list(self._procs):
                 self._reap(i)
             if self.base_dir is not None:
@@ -593,7 +455,7 @@ class GaleraCluster:
             proc = self._procs.get(i)
             if proc is None:
                 return
-            _signal_group(proc, signal.SIGKILL)
+            signal_group(proc, signal.SIGKILL)
             self._reap(i)
 
     def restart_node(self, i: int, timeout: float = 120) -> None:
@@ -659,16 +521,8 @@ class GaleraCluster:
     # -- internals -------------------------------------------------------
 
     def _reap(self, i: int) -> None:
-        """Wait for node ``i``'s killed server, sweep its group, forget it."""
-        proc = self._procs[i]
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            proc.wait(timeout=30)
-        # SST helpers (scripts, rsync) share the process group: sweep again.
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(proc.pid, signal.SIGKILL)
-        if self._watchdog is not None:
-            self._watchdog.remove(proc.pid)
-        del self._procs[i]
+        """Wait for node ``i``'s killed server, sweep its group (SST helpers), forget it."""
+        reap(self._procs.pop(i), self._watchdog)
 
     def _check_index(self, i: int) -> None:
         if not 0 <= i < len(self.nodes):
@@ -679,7 +533,7 @@ class GaleraCluster:
         self.base_dir = tempfile.mkdtemp(prefix="bfgalera-", dir=self._parent_dir)
         if self._watchdog is not None:
             self._watchdog.set_dir(self.base_dir)
-        ports = _free_ports(4 * self.size)
+        ports = free_ports(4 * self.size)
         nodes: list[GaleraNode] = []
         for i in range(self.size):
             p = ports[4 * i : 4 * i + 4]
@@ -745,7 +599,7 @@ class GaleraCluster:
             )
         if rc != 0:
             raise GaleraError(
-                f"mariadb-install-db failed for node {node.index} (exit {rc}):\n" + _tail(log)
+                f"mariadb-install-db failed for node {node.index} (exit {rc}):\n" + tail(log)
             )
 
     @staticmethod
@@ -807,21 +661,8 @@ class GaleraCluster:
         """Start node ``i``'s ``mariadbd`` in its own process group."""
         node = self.nodes[i]
         args = self._server_args(node, new_cluster=new_cluster)
-        with open(node.stdout_log, "ab") as out:
-            out.write(f"\n=== {time.strftime('%H:%M:%S')} start: {args!r}\n".encode())
-            out.flush()
-            proc = subprocess.Popen(
-                args,
-                stdin=subprocess.DEVNULL,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                cwd=node.datadir,
-                env=self._env(),
-                start_new_session=True,
-            )
+        proc = spawn(args, node.stdout_log, self._watchdog, cwd=node.datadir, env=self._env())
         self._procs[i] = proc
-        if self._watchdog is not None:
-            self._watchdog.add(proc.pid)
         self.nodes[i] = dataclasses.replace(node, pid=proc.pid)
 
     def _log_report(self, node: GaleraNode) -> str:
@@ -832,18 +673,18 @@ class GaleraCluster:
         donor's log, so the last SST-related lines of every other node are
         added. The files themselves are removed by :meth:`stop`.
         """
-        log = _tail(node.error_log, 2000).splitlines()
-        tail = log[-_LOG_TAIL_LINES:]
-        errors = [line for line in log[:-_LOG_TAIL_LINES] if "[ERROR]" in line][-10:]
+        log = tail(node.error_log, 2000).splitlines()
+        last = log[-LOG_TAIL_LINES:]
+        errors = [line for line in log[:-LOG_TAIL_LINES] if "[ERROR]" in line][-10:]
         out = [
             line
-            for line in _tail(node.stdout_log, 20).splitlines()
+            for line in tail(node.stdout_log, 20).splitlines()
             if line.strip() and not line.startswith("=== ")
         ][-10:]
         parts = []
         if errors:
             parts.append(f"--- earlier errors in {node.error_log} ---\n" + "\n".join(errors))
-        parts.append(f"--- tail of {node.error_log} ---\n" + "\n".join(tail))
+        parts.append(f"--- tail of {node.error_log} ---\n" + "\n".join(last))
         if out:
             parts.append(f"--- tail of {node.stdout_log} ---\n" + "\n".join(out))
         for other in self.nodes:
@@ -851,7 +692,7 @@ class GaleraCluster:
                 continue
             lines = [
                 line
-                for line in _tail(other.error_log, 400).splitlines()
+                for line in tail(other.error_log, 400).splitlines()
                 if "SST" in line or "rsync" in line or "[ERROR]" in line
             ][-10:]
             if lines:
@@ -985,26 +826,6 @@ class GaleraCluster:
 # --------------------------------------------------------------------------
 
 
-@contextlib.contextmanager
-def _sigterm_as_interrupt() -> Iterator[None]:
-    """Turn SIGINT, SIGTERM and SIGHUP into KeyboardInterrupt while active.
-
-    SIGINT is included because a shell starts background jobs with SIGINT
-    ignored, in which case Python would not raise KeyboardInterrupt.
-    """
-
-    def handler(signum: int, frame: object) -> None:
-        raise KeyboardInterrupt(f"signal {signum}")
-
-    sigs = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
-    old = {s: signal.signal(s, handler) for s in sigs}
-    try:
-        yield
-    finally:
-        for s, h in old.items():
-            signal.signal(s, h)
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     """Start a cluster, print its URLs and keep it running until interrupted.
 
@@ -1033,7 +854,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
 
     cluster = GaleraCluster(args.size, base_dir=args.base_dir)
-    with _sigterm_as_interrupt():
+    with sigterm_as_interrupt():
         try:
             print(f"starting {args.size}-node Galera cluster...", file=sys.stderr)
             t0 = time.monotonic()

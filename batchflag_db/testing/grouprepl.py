@@ -30,8 +30,8 @@ GROUP_REPLICATION`` one after the other. Each member's error log is
 ``<dir>/error.log`` and its stdout/stderr ``<dir>/mysqld.out``; failures raise
 :class:`GroupReplicationError` with their tails.
 
-A watchdog process (shared with :mod:`batchflag_db.testing.galera`) kills the
-members and removes their files if this Python process dies without
+A watchdog process (:mod:`batchflag_db.testing._process`, shared with
+:mod:`batchflag_db.testing.galera`) kills the members and removes their files if this Python process dies without
 :meth:`GroupReplicationCluster.stop`; groups still running at interpreter exit
 are stopped by an ``atexit`` hook.
 """
@@ -58,14 +58,16 @@ from types import TracebackType
 
 import pymysql
 
-from batchflag_db.testing.binaries import ServerBinaries, ServerNotAvailableError, binaries_for
-from batchflag_db.testing.galera import (
-    _free_ports,
-    _signal_group,
-    _sigterm_as_interrupt,
-    _tail,
-    _Watchdog,
+from batchflag_db.testing._process import (
+    Watchdog,
+    free_ports,
+    reap,
+    signal_group,
+    sigterm_as_interrupt,
+    spawn,
+    tail,
 )
+from batchflag_db.testing.binaries import ServerBinaries, ServerNotAvailableError, binaries_for
 from batchflag_db.testing.kinds import KINDS
 
 __all__ = [
@@ -282,7 +284,7 @@ class GroupReplicationCluster:
         self._expel_timeout = expel_timeout
         self._procs: dict[int, subprocess.Popen[bytes]] = {}
         self._lock = threading.RLock()
-        self._watchdog: _Watchdog | None = None
+        self._watchdog: Watchdog | None = None
         self._binaries: ServerBinaries | None = None
         self._base: Path | None = None
 
@@ -343,7 +345,7 @@ class GroupReplicationCluster:
             with _LIVE_LOCK:
                 _LIVE.add(self)
             try:
-                self._watchdog = _Watchdog()
+                self._watchdog = Watchdog()
                 self._create_nodes()
                 self._initialise_all()
                 for i in range(self.size):
@@ -368,7 +370,7 @@ class GroupReplicationCluster:
         """
         with self._lock:
             for proc in list(self._procs.values()):
-                _signal_group(proc, signal.SIGKILL)
+                signal_group(proc, signal.SIGKILL)
             for i in list(self._procs):
                 self._reap(i)
             if self._base is not None:
@@ -392,7 +394,7 @@ class GroupReplicationCluster:
             self._check_index(i)
             proc = self._procs.get(i)
             if proc is not None:
-                _signal_group(proc, signal.SIGKILL)
+                signal_group(proc, signal.SIGKILL)
                 self._reap(i)
 
     def stop_node(self, i: int, timeout: float = 60) -> None:
@@ -413,11 +415,11 @@ class GroupReplicationCluster:
                         cur.execute("STOP GROUP_REPLICATION")
                 finally:
                     conn.close()
-            _signal_group(proc, signal.SIGTERM)
+            signal_group(proc, signal.SIGTERM)
             try:
                 proc.wait(timeout=timeout)
             except subprocess.TimeoutExpired:
-                _signal_group(proc, signal.SIGKILL)
+                signal_group(proc, signal.SIGKILL)
             self._reap(i)
 
     def restart_node(self, i: int, timeout: float = 120) -> None:
@@ -522,20 +524,14 @@ class GroupReplicationCluster:
             raise IndexError(f"no group member {i} (the group has {len(self.nodes)})")
 
     def _reap(self, i: int) -> None:
-        proc = self._procs.pop(i)
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            proc.wait(timeout=30)
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(proc.pid, signal.SIGKILL)
-        if self._watchdog is not None:
-            self._watchdog.remove(proc.pid)
+        reap(self._procs.pop(i), self._watchdog)
 
     def _create_nodes(self) -> None:
         base, inner = self._bin.scratch_dir("bfgr-")
         self._base = base
         if self._watchdog is not None:
             self._watchdog.set_dir(str(base))
-        ports = _free_ports(3 * self.size)
+        ports = free_ports(3 * self.size)
         self.nodes = []
         for i in range(self.size):
             directory = base / f"n{i}"
@@ -576,7 +572,7 @@ class GroupReplicationCluster:
             log.close()
             if rc != 0:
                 failed.append(
-                    f"member {node.index} (exit {rc}):\n{_tail(str(node.directory / 'initialize.log'))}"
+                    f"member {node.index} (exit {rc}):\n{tail(str(node.directory / 'initialize.log'))}"
                 )
         if failed:
             raise GroupReplicationError("initialising a datadir failed: " + "\n".join(failed))
@@ -629,20 +625,8 @@ class GroupReplicationCluster:
 
     def _spawn(self, i: int) -> None:
         node = self.nodes[i]
-        args = self._server_args(node)
-        with node.stdout_log.open("ab") as out:
-            out.write(f"\n=== {time.strftime('%H:%M:%S')} start: {args!r}\n".encode())
-            out.flush()
-            proc = subprocess.Popen(  # noqa: S603 - the kind's own server binary
-                args,
-                stdin=subprocess.DEVNULL,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
+        proc = spawn(self._server_args(node), node.stdout_log, self._watchdog)
         self._procs[i] = proc
-        if self._watchdog is not None:
-            self._watchdog.add(proc.pid)
         self.nodes[i] = dataclasses.replace(node, pid=proc.pid)
 
     def _check_alive(self, i: int) -> None:
@@ -658,7 +642,7 @@ class GroupReplicationCluster:
 
     def _log_report(self, i: int) -> str:
         node = self.nodes[i]
-        log = _tail(str(node.error_log), 400).splitlines()
+        log = tail(str(node.error_log), 400).splitlines()
         errors = [line for line in log[:-30] if "[ERROR]" in line][-10:]
         parts = []
         if errors:
@@ -833,7 +817,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(problem, file=sys.stderr)
         return 2
     group = GroupReplicationCluster(args.size, multi_primary=args.multi_primary)
-    with _sigterm_as_interrupt():
+    with sigterm_as_interrupt():
         try:
             print(f"starting a {args.size}-member {group.mode} group...", file=sys.stderr)
             t0 = time.monotonic()
