@@ -642,7 +642,7 @@ class _Doctor:
 
     def check_stuck_transactions(self) -> None:
         """A transaction holding row locks for STUCK_AFTER s or more blocks every flip."""
-        report = find_lock_holders(self.link, older_than=STUCK_AFTER)
+        report = find_lock_holders(self.link, self.inst, older_than=STUCK_AFTER)
         if report.unreadable is not None:
             self.add("note", "open transactions", report.unreadable)
         elif report.holders:

@@ -59,7 +59,7 @@ LIMIT 10
 
 _ON_FLAG_TABLES = (
     "AND t.trx_id IN (SELECT ENGINE_TRANSACTION_ID FROM performance_schema.data_locks "
-    "WHERE OBJECT_SCHEMA = DATABASE() AND OBJECT_NAME IN ('{lock}', '{table}') "
+    "WHERE OBJECT_SCHEMA = DATABASE() AND OBJECT_NAME IN ('{lock}', '{table}', '{history}') "
     "AND LOCK_TYPE = 'RECORD')"
 )
 
@@ -165,7 +165,9 @@ def holder_queries(inst: Installation, *, older_than: int = 0) -> tuple[tuple[st
     """
     age = f"AND TIMESTAMPDIFF(SECOND, t.trx_started, NOW()) >= {int(older_than)}"
     # The names are validated identifiers (letters, digits, _): safe as literals.
-    narrowed = _ON_FLAG_TABLES.format(lock=inst.lock_table, table=inst.table)
+    narrowed = _ON_FLAG_TABLES.format(
+        lock=inst.lock_table, table=inst.table, history=inst.history_table
+    )
     return (
         (_HOLDERS.format(narrow=f"{age} {narrowed}"), True),
         (_HOLDERS.format(narrow=f"{age} {_IN_THIS_DATABASE}"), False),
