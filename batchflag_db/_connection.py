@@ -133,6 +133,21 @@ class Link:
             return self.sqlalchemy.connection.driver_connection
         return self._dbapi
 
+    @property
+    def takes_call_prefix(self) -> bool:
+        """True when :meth:`call` can prefix its CALL (MariaDB's ``SET STATEMENT ... FOR``).
+
+        MariaDB only (known from SQLAlchemy's dialect, or the driver's
+        ``get_server_info()``, without a round trip), and not through an old
+        mysql-connector-python, whose CALL goes through ``callproc``.
+        """
+        if self.sqlalchemy is not None:
+            mariadb = bool(getattr(self.sqlalchemy.dialect, "is_mariadb", False))
+        else:
+            info = getattr(self._dbapi, "get_server_info", None)
+            mariadb = callable(info) and "mariadb" in str(info()).lower()
+        return mariadb and not _is_old_connector(self.driver)
+
     def dbapi(self) -> DBAPIConnection:
         """Return the PEP 249 connection to run a statement on directly.
 
@@ -195,11 +210,13 @@ class Link:
             finally:
                 cursor.close()
 
-    def call(self, procedure: str, *args: int | str | None) -> list[tuple[Any, ...]]:
+    def call(
+        self, procedure: str, *args: int | str | None, prefix: str = ""
+    ) -> list[tuple[Any, ...]]:
         """CALL ``procedure`` with integer, string (or NULL) arguments; return its first result's rows.
 
         Integers are rendered as literals; strings (a scope value) are bound, quoted by
-        the driver.
+        the driver. ``prefix`` goes before ``CALL`` (only where :attr:`takes_call_prefix`).
 
         The CALL runs on the DB-API cursor and every result set is read, also under
         SQLAlchemy: SQLAlchemy reads only the first and closes the cursor, and
@@ -211,6 +228,8 @@ class Link:
             cursor = raw.cursor()
             try:
                 if _is_old_connector(raw):
+                    if prefix:
+                        raise BatchFlagError(f"cannot prefix a callproc() CALL with {prefix!r}")
                     cursor.callproc(procedure, args)
                     rows: list[tuple[Any, ...]] = []
                     for result in cursor.stored_results():
@@ -224,10 +243,11 @@ class Link:
                     "NULL" if a is None else f"%(a{i})s" if isinstance(a, str) else str(int(a))
                     for i, a in enumerate(args)
                 )
+                statement = f"{prefix}CALL {procedure}({rendered})"
                 if params:
-                    cursor.execute(f"CALL {procedure}({rendered})", params)
+                    cursor.execute(statement, params)
                 else:
-                    cursor.execute(f"CALL {procedure}({rendered})")
+                    cursor.execute(statement)
                 return drain(cursor).rows
             finally:
                 cursor.close()

@@ -54,6 +54,7 @@ from batchflag_db.flag import (
     current_from_rows,
     flip_from_rows,
     gave_up_on_lock_wait,
+    lock_wait_prefix,
     lock_wait_statements,
     naming_holders,
     naming_primary,
@@ -191,6 +192,9 @@ async def _retried_flip(
     policy: RetryPolicy,
 ) -> tuple[list[tuple[Any, ...]], int]:
     statement = call_statement(procedure)
+    wait = policy.lock_wait_timeout
+    if wait is not None and getattr(session.dialect, "is_mariadb", False):
+        statement, wait = lock_wait_prefix(wait) + statement, None  # the session's untouched
 
     async def attempt() -> list[tuple[Any, ...]]:
         try:
@@ -202,9 +206,9 @@ async def _retried_flip(
                     await session.exec_driver_sql(undo_statement(owns is True))
             raise
 
-    if policy.lock_wait_timeout is None:
+    if wait is None:
         return await _with_retry(attempt, owns, procedure, batch_id, policy)
-    set_it, put_back = lock_wait_statements(policy.lock_wait_timeout)
+    set_it, put_back = lock_wait_statements(wait)
     with translated_errors():
         await session.exec_driver_sql(set_it)
     try:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import time
 from collections.abc import Callable, Iterator
 
@@ -44,7 +45,8 @@ def _forgotten_flip(connect_db: Callable[..., pymysql.Connection], batch: int) -
 def _no_process_account(url: URL) -> Iterator[URL]:
     """An account that may flip and read the database, but not other accounts' transactions."""
     admin = connect(url, autocommit=True)
-    user = "bf_noprocess"
+    # One account per test database: tests run in parallel on one server.
+    user = "bf_np_" + hashlib.sha1(str(url.database).encode()).hexdigest()[:12]
     with admin.cursor() as cur:
         cur.execute(f"DROP USER IF EXISTS '{user}'@'%%'")
         cur.execute(f"CREATE USER '{user}'@'%%' IDENTIFIED BY 'pw-1-Xy'")
@@ -135,6 +137,45 @@ class TestForgottenCommit:
             cur.execute("SELECT @@SESSION.innodb_lock_wait_timeout")
             assert cur.fetchone()[0] == 33
         conn.close()
+
+    def test_on_mariadb_the_lock_wait_rides_in_the_call(
+        self, migrated_url: URL, add_batches: Callable[[int], list[int]]
+    ) -> None:
+        """MariaDB: one statement per flip (SET STATEMENT ... FOR CALL); MySQL: SET, CALL, SET.
+
+        Counted by the session's own ``Questions`` (statements its client sent; the
+        ``SHOW STATUS`` that reads it is one). Through an Engine the session's own lock
+        wait stays as it was.
+        """
+        a, b = add_batches(2)
+        conn = connect(migrated_url, autocommit=True)
+        with conn.cursor() as cur:
+            cur.execute("SELECT VERSION()")
+            mariadb = "MariaDB" in cur.fetchone()[0]
+
+        sent = 2 if mariadb else 4  # the flip's statements and one SHOW STATUS
+
+        def questions() -> int:
+            with conn.cursor() as cur:
+                cur.execute("SHOW SESSION STATUS LIKE 'Questions'")
+                return int(cur.fetchone()[1])
+
+        before = questions()
+        batchflag_db.set_current_batch(conn, a)
+        assert questions() - before == sent
+        conn.close()
+        engine = create_engine(migrated_url, poolclass=pool.StaticPool)
+        try:
+            with engine.connect() as sa:
+                sa.exec_driver_sql("SET SESSION innodb_lock_wait_timeout = 33")
+                sa.commit()
+            batchflag_db.set_current_batch(engine, b)
+            with engine.connect() as sa:
+                assert (
+                    sa.exec_driver_sql("SELECT @@SESSION.innodb_lock_wait_timeout").scalar() == 33
+                )
+        finally:
+            engine.dispose()
 
     def test_cli_says_the_same(
         self,
