@@ -46,7 +46,7 @@ def _no_process_account(url: URL) -> Iterator[URL]:
     """An account that may flip and read the database, but not other accounts' transactions."""
     admin = connect(url, autocommit=True)
     # One account per test database: tests run in parallel on one server.
-    user = "bf_np_" + hashlib.sha1(str(url.database).encode()).hexdigest()[:12]
+    user = "bf_np_" + hashlib.sha256(str(url.database).encode()).hexdigest()[:12]
     with admin.cursor() as cur:
         cur.execute(f"DROP USER IF EXISTS '{user}'@'%%'")
         cur.execute(f"CREATE USER '{user}'@'%%' IDENTIFIED BY 'pw-1-Xy'")
