@@ -172,7 +172,7 @@ class TestBenchmarkOnTinyTables:
         assert server["server"]["version"] == server["version"]
         results = {"meta": {"command": "test"}, "kinds": {"this-server": server}}
         targets = report.evaluate(server)
-        assert len(targets) == 6  # five latency targets and the migration's
+        assert len(targets) == 7  # six latency targets and the migration's
         for target in targets:
             assert target["ratio"] is not None
             assert target["ratio"] > 0
