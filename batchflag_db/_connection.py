@@ -95,6 +95,20 @@ def _sqlalchemy_result(result: Any) -> Result:
         result.close()
 
 
+def _server_info(conn: object) -> str:
+    """The server's version string as the driver keeps it (no round trip); "" if it does not.
+
+    mysql-connector-python has the ``server_info`` property (its ``get_server_info()``
+    is deprecated), PyMySQL the ``server_version`` string, mysqlclient ``get_server_info()``.
+    """
+    for attribute in ("server_info", "server_version"):
+        value = getattr(conn, attribute, None)
+        if isinstance(value, str):
+            return value
+    method = getattr(conn, "get_server_info", None)
+    return str(method()) if callable(method) else ""
+
+
 def _is_old_connector(conn: object) -> bool:
     if not type(conn).__module__.startswith("mysql.connector"):
         return False
@@ -144,8 +158,7 @@ class Link:
         if self.sqlalchemy is not None:
             mariadb = bool(getattr(self.sqlalchemy.dialect, "is_mariadb", False))
         else:
-            info = getattr(self._dbapi, "get_server_info", None)
-            mariadb = callable(info) and "mariadb" in str(info()).lower()
+            mariadb = "mariadb" in _server_info(self._dbapi).lower()
         return mariadb and not _is_old_connector(self.driver)
 
     def dbapi(self) -> DBAPIConnection:
