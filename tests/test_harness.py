@@ -102,8 +102,8 @@ class TestDebianRoots:
 
     def test_root_paths_are_per_recipe(self) -> None:
         """A root's directory names its kind and recipe, so a changed recipe never reuses it."""
-        paths = {debian_root.root_path(kind) for kind in KINDS.values() if kind.suite}
-        assert len(paths) == 2
+        paths = {debian_root.root_path(kind) for kind in KINDS.values()}
+        assert len(paths) == len(KINDS)
         assert all(p.parent == debian_root.roots_dir() for p in paths)
 
 
