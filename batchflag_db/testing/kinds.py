@@ -57,7 +57,8 @@ KINDS: dict[str, ServerKind] = {
             flavour="mariadb",
             version="10.11.",
             suite="bookworm",
-            packages=("mariadb-server", "mariadb-client"),
+            # galera-4, rsync and iproute2 (ss, for the rsync SST script): the Galera cluster.
+            packages=("mariadb-server", "mariadb-client", "galera-4", "rsync", "iproute2"),
         ),
         ServerKind(
             name="mariadb-11.8",
