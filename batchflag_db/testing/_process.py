@@ -1,5 +1,6 @@
-"""What the throwaway clusters' modules (:mod:`.galera`, :mod:`.grouprepl`) share besides
-their containers (:mod:`.container`): log tails and signals for their command lines.
+"""Log tails and signals for the throwaway clusters' modules and their command lines.
+
+What :mod:`.galera` and :mod:`.grouprepl` share besides their containers (:mod:`.container`).
 """
 
 from __future__ import annotations

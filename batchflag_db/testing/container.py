@@ -186,7 +186,9 @@ def remove_stale() -> list[str]:
         listing = (
             docker("ps", "-a", "--filter", f"label={SUITE_LABEL}", "--format", "{{.Names}}")
             if kind == "container"
-            else docker("network", "ls", "--filter", f"label={SUITE_LABEL}", "--format", "{{.Name}}")
+            else docker(
+                "network", "ls", "--filter", f"label={SUITE_LABEL}", "--format", "{{.Name}}"
+            )
         )
         for name in listing.split():
             if not _owner_gone(_labels_of(kind, name)):

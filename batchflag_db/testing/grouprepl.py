@@ -578,7 +578,9 @@ class GroupReplicationCluster:
         errors = [line for line in log[:-30] if "[ERROR]" in line][-10:]
         parts = []
         if errors:
-            parts.append(f"--- earlier errors of {self.nodes[i].container} ---\n" + "\n".join(errors))
+            parts.append(
+                f"--- earlier errors of {self.nodes[i].container} ---\n" + "\n".join(errors)
+            )
         parts.append(f"--- docker logs {self.nodes[i].container} ---\n" + "\n".join(log[-30:]))
         return "\n".join(parts)
 
