@@ -14,7 +14,7 @@ from collections.abc import Iterator
 import pymysql
 import pytest
 
-from batchflag_db.testing.container import SUITE_LABEL, docker
+from batchflag_db.testing.container import docker, labelled_names
 from batchflag_db.testing.galera import GaleraCluster, GaleraNode, galera_available
 
 SYNC_WAIT_ALL = 15  # wsrep_sync_wait bitmask: READ, UPDATE/DELETE, INSERT/REPLACE, SHOW
@@ -98,12 +98,7 @@ def _address(container: str, network: str) -> str:
 
 def _labelled(kind: str, name: str) -> bool:
     """Tell whether a container or network called ``name`` exists with the suite's label."""
-    listing = (
-        docker("ps", "-a", "--filter", f"label={SUITE_LABEL}", "--format", "{{.Names}}")
-        if kind == "container"
-        else docker("network", "ls", "--filter", f"label={SUITE_LABEL}", "--format", "{{.Name}}")
-    )
-    return name in listing.split()
+    return name in labelled_names(kind)
 
 
 @pytest.mark.galera

@@ -18,7 +18,7 @@ import pymysql
 import pytest
 from sqlalchemy.engine import make_url
 
-from batchflag_db.testing.container import SUITE_LABEL, docker
+from batchflag_db.testing.container import labelled_names
 from batchflag_db.testing.grouprepl import (
     GroupMember,
     GroupReplicationCluster,
@@ -75,12 +75,7 @@ def _pid_alive(pid: int) -> bool:
 
 def _labelled(kind: str, name: str) -> bool:
     """Tell whether a container or network called ``name`` exists with the suite's label."""
-    listing = (
-        docker("ps", "-a", "--filter", f"label={SUITE_LABEL}", "--format", "{{.Names}}")
-        if kind == "container"
-        else docker("network", "ls", "--filter", f"label={SUITE_LABEL}", "--format", "{{.Name}}")
-    )
-    return name in listing.split()
+    return name in labelled_names(kind)
 
 
 class TestGroupReplicationHarness:

@@ -42,7 +42,10 @@ __all__ = [
     "ContainerError",
     "ContainerServer",
     "DockerNetwork",
+    "connect_root",
+    "docker",
     "docker_problem",
+    "labelled_names",
     "owner_labels",
     "remove_directory",
     "remove_stale",
@@ -173,6 +176,21 @@ def _labels_of(kind: str, name: str) -> dict[str, str]:
     return {str(k): str(v) for k, v in (found or {}).items()}
 
 
+def labelled_names(kind: str) -> list[str]:
+    """The names of every ``"container"`` or ``"network"`` labelled ``batchflag-db.suite``.
+
+    Raises:
+        ContainerError: No engine answers.
+    """
+    if kind == "container":
+        listing = docker("ps", "-a", "--filter", f"label={SUITE_LABEL}", "--format", "{{.Names}}")
+    else:
+        listing = docker(
+            "network", "ls", "--filter", f"label={SUITE_LABEL}", "--format", "{{.Name}}"
+        )
+    return listing.split()
+
+
 def remove_stale() -> list[str]:
     """Remove the labelled containers and networks whose owner process here has ended.
 
@@ -183,14 +201,7 @@ def remove_stale() -> list[str]:
     """
     removed: list[str] = []
     for kind in ("container", "network"):
-        listing = (
-            docker("ps", "-a", "--filter", f"label={SUITE_LABEL}", "--format", "{{.Names}}")
-            if kind == "container"
-            else docker(
-                "network", "ls", "--filter", f"label={SUITE_LABEL}", "--format", "{{.Name}}"
-            )
-        )
-        for name in listing.split():
+        for name in labelled_names(kind):
             if not _owner_gone(_labels_of(kind, name)):
                 continue
             if kind == "container":
@@ -213,6 +224,34 @@ def _remove_live() -> None:
     for network in networks:
         with contextlib.suppress(Exception):
             network.remove()
+
+
+def connect_root(
+    port: int, password: str, *, database: str | None = None, timeout: float = 10
+) -> pymysql.connections.Connection[pymysql.cursors.Cursor]:
+    """Open an autocommit PyMySQL connection as root to 127.0.0.1:``port``.
+
+    Args:
+        port: A server's published port.
+        password: root's password.
+        database: Default database, if any.
+        timeout: Connect/read/write timeout in seconds.
+
+    Returns:
+        A new connection; the caller closes it.
+    """
+    t = max(1, int(timeout))
+    return pymysql.connect(
+        host="127.0.0.1",
+        port=port,
+        user="root",
+        password=password,
+        database=database,
+        connect_timeout=t,
+        read_timeout=t,
+        write_timeout=t,
+        autocommit=True,
+    )
 
 
 class DockerNetwork:
@@ -374,27 +413,8 @@ class ContainerServer:
     def connect(
         self, *, database: str | None = None, timeout: float = 10
     ) -> pymysql.connections.Connection[pymysql.cursors.Cursor]:
-        """Open an autocommit PyMySQL connection as root through the published port.
-
-        Args:
-            database: Default database, if any.
-            timeout: Connect/read/write timeout in seconds.
-
-        Returns:
-            A new connection; the caller closes it.
-        """
-        t = max(1, int(timeout))
-        return pymysql.connect(
-            host="127.0.0.1",
-            port=self.port,
-            user="root",
-            password=self.password,
-            database=database,
-            connect_timeout=t,
-            read_timeout=t,
-            write_timeout=t,
-            autocommit=True,
-        )
+        """Open an autocommit PyMySQL connection as root through the published port."""
+        return connect_root(self.port, self.password, database=database, timeout=timeout)
 
     def wait_ready(self, deadline: float) -> None:
         """Wait until a TCP login as root works.

@@ -58,6 +58,7 @@ from batchflag_db.testing.container import (
     ContainerError,
     ContainerServer,
     DockerNetwork,
+    connect_root,
     docker_problem,
     remove_directory,
     remove_stale,
@@ -150,18 +151,7 @@ class GaleraNode:
         Returns:
             A new connection; the caller closes it.
         """
-        t = max(1, int(timeout))
-        return pymysql.connect(
-            host="127.0.0.1",
-            port=self.port,
-            user="root",
-            password=self.password,
-            database=database,
-            connect_timeout=t,
-            read_timeout=t,
-            write_timeout=t,
-            autocommit=True,
-        )
+        return connect_root(self.port, self.password, database=database, timeout=timeout)
 
 
 def _status(conn: pymysql.connections.Connection[pymysql.cursors.Cursor]) -> dict[str, str]:
