@@ -200,6 +200,19 @@ def _install_handlers() -> None:
         signal.signal(signal.SIGTERM, _on_sigterm)
 
 
+def _engine_is_local(client: Any) -> bool:
+    """Tell whether the engine runs in this machine's network namespace (its name is ours).
+
+    Then a port published on the engine's 127.0.0.1 is this machine's 127.0.0.1, and the
+    server need not listen on every interface. testcontainers cannot tell: inside a
+    container it assumes the engine is the outer host's.
+    """
+    try:
+        return bool(client.info().get("Name") == socket.gethostname())
+    except Exception:  # the engine's info is a nicety here; fall back to testcontainers' view
+        return False
+
+
 class ServerContainer:
     """A MariaDB/MySQL container on a published port, root logging in with a password.
 
@@ -264,28 +277,31 @@ class ServerContainer:
         """
         os.environ.setdefault("TESTCONTAINERS_RYUK_DISABLED", "true")
         from testcontainers.core.container import DockerContainer  # noqa: PLC0415 - optional
-        from testcontainers.core.utils import inside_container  # noqa: PLC0415 - optional
 
         _install_handlers()
         container = DockerContainer(self.image, name=self.name, labels=owner_labels())
         container.with_envs(**self.env).with_command(self.args)
-        if os.environ.get("DOCKER_HOST", "unix://").startswith("unix://") and not (
-            inside_container()
-        ):
-            # A local engine: publish on loopback only, not on every interface.
+        client = container.get_docker_client().client
+        local = _engine_is_local(client)
+        if local:
             # docker-py takes (host address,) for "any free port on that address";
             # testcontainers' own annotation knows port numbers only.
             container.ports["3306/tcp"] = ("127.0.0.1",)  # type: ignore[assignment]
         else:
             container.with_exposed_ports(3306)
-        remove_stale(container.get_docker_client().client)
-        container.start()
+        remove_stale(client)
+        try:
+            container.start()
+        except BaseException:
+            with contextlib.suppress(Exception):  # created but not started: remove it
+                container.stop()
+            raise
         self._container = container
         self.id = container.get_container_id()
         with _LIVE_LOCK:
             _LIVE[self.id] = container
         try:
-            host = container.get_container_host_ip()
+            host = "127.0.0.1" if local else container.get_container_host_ip()
             self.host = "127.0.0.1" if host == "localhost" else host
             self.port = int(container.get_exposed_port(3306))
             self._wait_ready()
