@@ -56,7 +56,7 @@ _ROOT_PASSWORD_LENGTH = 16
 
 #: Containers this process started and has not removed yet, by id.
 _LIVE: dict[str, Any] = {}
-_LIVE_LOCK = threading.Lock()
+_LIVE_LOCK = threading.RLock()  # re-entered by the SIGTERM handler
 _HANDLERS_INSTALLED = False
 
 
