@@ -20,9 +20,6 @@ import pymysql
 import pytest
 
 from batchflag_db.testing.container import (
-    OWNER_HOST_LABEL,
-    OWNER_PID_LABEL,
-    SUITE_LABEL,
     ContainerServer,
     DockerNetwork,
     docker,
@@ -31,6 +28,7 @@ from batchflag_db.testing.container import (
     remove_directory,
     remove_stale,
 )
+from batchflag_db.testing.containers import OWNER_HOST_LABEL, OWNER_PID_LABEL, SUITE_LABEL
 from batchflag_db.testing.galera import galera_available
 from batchflag_db.testing.grouprepl import grouprepl_available
 from batchflag_db.testing.images import ensure_image

@@ -11,10 +11,11 @@ removes it. :class:`DockerNetwork` is a user-defined bridge of its own for a clu
 so that every node has its own address and the nodes find each other by alias.
 
 Everything goes through the ``docker`` command. Every container and network carries the
-label ``batchflag-db.suite=1`` and its owner (host name, process id and that process's
-start time): what this process leaves at exit is removed by an ``atexit`` hook, and
-what a killed owner left is removed by :func:`remove_stale`, which never touches
-anything whose owner still runs.
+labels of :mod:`batchflag_db.testing.containers` (``batchflag-db.suite=1`` and its owner:
+host name, process id and that process's start time), as the test session's own server
+does: what this process leaves at exit is removed by an ``atexit`` hook, and what a
+killed owner left is removed by :func:`remove_stale`, which never touches anything whose
+owner still runs.
 """
 
 from __future__ import annotations
@@ -22,7 +23,6 @@ from __future__ import annotations
 import atexit
 import contextlib
 import json
-import os
 import secrets
 import shutil
 import socket
@@ -34,11 +34,15 @@ from pathlib import Path
 
 import pymysql
 
+from batchflag_db.testing.containers import (
+    OWNER_HOST_LABEL,
+    SUITE_LABEL,
+    _owner_alive,  # the one owner check, shared with the session's container
+    owner_labels,
+)
+from batchflag_db.testing.containers import remove_stale as remove_stale_containers
+
 __all__ = [
-    "OWNER_HOST_LABEL",
-    "OWNER_PID_LABEL",
-    "OWNER_START_LABEL",
-    "SUITE_LABEL",
     "ContainerError",
     "ContainerServer",
     "DockerNetwork",
@@ -50,13 +54,6 @@ __all__ = [
     "remove_directory",
     "remove_stale",
 ]
-
-#: Set on every container and network this project makes.
-SUITE_LABEL = "batchflag-db.suite"
-#: The machine, process and process start time that own the container or network.
-OWNER_HOST_LABEL = "batchflag-db.owner-host"
-OWNER_PID_LABEL = "batchflag-db.owner-pid"
-OWNER_START_LABEL = "batchflag-db.owner-start"
 
 #: Where the images keep the datadir (the official images' place).
 DATADIR = "/var/lib/mysql"
@@ -121,48 +118,14 @@ def docker_problem() -> str | None:
     return None
 
 
-def _start_time(pid: int) -> str | None:
-    """A process's start time in clock ticks since boot (Linux), or None if unknown."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    # The command name (field 2) may hold spaces; the fields after its ")" are plain.
-    return stat.rsplit(")", 1)[1].split()[19]
-
-
-def owner_labels() -> dict[str, str]:
-    """The labels that tie a container or network to this process."""
-    pid = os.getpid()
-    labels = {SUITE_LABEL: "1", OWNER_HOST_LABEL: socket.gethostname(), OWNER_PID_LABEL: str(pid)}
-    start = _start_time(pid)
-    if start is not None:
-        labels[OWNER_START_LABEL] = start
-    return labels
-
-
 def _label_args() -> list[str]:
     return [arg for key, value in owner_labels().items() for arg in ("--label", f"{key}={value}")]
 
 
 def _owner_gone(labels: Mapping[str, str]) -> bool:
     """Tell whether the owner named in ``labels`` was a process of this host that has ended."""
-    if labels.get(OWNER_HOST_LABEL) != socket.gethostname():
-        return False
-    try:
-        pid = int(labels.get(OWNER_PID_LABEL, ""))
-    except ValueError:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return True
-    except PermissionError:
-        pass  # someone else's process: alive
-    start = labels.get(OWNER_START_LABEL)
-    now = _start_time(pid)
-    # A different start time means the pid was reused: the owner is gone.
-    return start is not None and now is not None and start != now
+    here = labels.get(OWNER_HOST_LABEL) == socket.gethostname()
+    return here and not _owner_alive(dict(labels))
 
 
 def _labels_of(kind: str, name: str) -> dict[str, str]:
@@ -194,20 +157,17 @@ def labelled_names(kind: str) -> list[str]:
 def remove_stale() -> list[str]:
     """Remove the labelled containers and networks whose owner process here has ended.
 
-    Anything whose owner still runs, or that another machine made, is kept.
+    Containers go first (:func:`batchflag_db.testing.containers.remove_stale`, which the
+    test session's own server shares), then the networks. Anything whose owner still
+    runs, or that another machine made, is kept.
 
     Returns:
         The names removed (containers first, then networks).
     """
-    removed: list[str] = []
-    for kind in ("container", "network"):
-        for name in labelled_names(kind):
-            if not _owner_gone(_labels_of(kind, name)):
-                continue
-            if kind == "container":
-                docker("rm", "-f", "-v", name, check=False)
-            else:
-                docker("network", "rm", name, check=False)
+    removed = remove_stale_containers()
+    for name in labelled_names("network"):
+        if _owner_gone(_labels_of("network", name)):
+            docker("network", "rm", name, check=False)
             removed.append(name)
     return removed
 

@@ -102,24 +102,25 @@ if [ ! -d "$datadir/mysql" ]; then
     fi
 
     # The accounts are made by the server itself on its first start (--init-file),
-    # before it takes connections; one statement a line.
+    # before it takes connections; one statement a line. printf, not echo: dash's echo
+    # would undo the doubled backslashes of a literal.
     init="$rundir/first-start.sql"
     pw="$(literal "$root_password")"
     {
         if [ "$flavour" = mariadb ]; then
-            echo "DROP USER IF EXISTS 'root'@'127.0.0.1', 'root'@'::1', ''@'localhost';"
+            printf '%s\n' "DROP USER IF EXISTS 'root'@'127.0.0.1', 'root'@'::1', ''@'localhost';"
         fi
-        echo "ALTER USER 'root'@'localhost' IDENTIFIED BY '$pw';"
-        echo "CREATE USER 'root'@'%' IDENTIFIED BY '$pw';"
-        echo "GRANT ALL PRIVILEGES ON *.* TO 'root'@'%' WITH GRANT OPTION;"
+        printf '%s\n' "ALTER USER 'root'@'localhost' IDENTIFIED BY '$pw';"
+        printf '%s\n' "CREATE USER 'root'@'%' IDENTIFIED BY '$pw';"
+        printf '%s\n' "GRANT ALL PRIVILEGES ON *.* TO 'root'@'%' WITH GRANT OPTION;"
         if [ -n "$database" ]; then
-            echo "CREATE DATABASE IF NOT EXISTS \`$(identifier "$database")\`;"
+            printf '%s\n' "CREATE DATABASE IF NOT EXISTS \`$(identifier "$database")\`;"
         fi
         if [ -n "$user" ]; then
             account="'$(literal "$user")'@'%'"
-            echo "CREATE USER $account IDENTIFIED BY '$(literal "$password")';"
+            printf '%s\n' "CREATE USER $account IDENTIFIED BY '$(literal "$password")';"
             if [ -n "$database" ]; then
-                echo "GRANT ALL PRIVILEGES ON \`$(identifier "$database")\`.* TO $account;"
+                printf '%s\n' "GRANT ALL PRIVILEGES ON \`$(identifier "$database")\`.* TO $account;"
             fi
         fi
     } >"$init"
