@@ -27,6 +27,7 @@ import secrets
 import shutil
 import socket
 import subprocess
+import tempfile
 import threading
 import time
 from collections.abc import Mapping, Sequence
@@ -46,6 +47,7 @@ __all__ = [
     "ContainerError",
     "ContainerServer",
     "DockerNetwork",
+    "NodeSet",
     "connect_root",
     "docker",
     "docker_problem",
@@ -416,6 +418,79 @@ class ContainerServer:
         docker("rm", "--force", "--volumes", self.name, check=False)
         with _LIVE_LOCK:
             _LIVE_CONTAINERS.discard(self)
+
+
+class NodeSet:
+    """``size`` servers on a network of their own, each with its own host datadir.
+
+    What a cluster is made of; the topology (options, order of starts) is the cluster's.
+    Node N is container ``<network>-nodeN``, with host name and network alias ``nodeN`` and
+    datadir ``<base>/nodeN``; all share one root password.
+
+    Attributes:
+        servers: One :class:`ContainerServer` per node, in index order (none started).
+        network: The network (None until :meth:`create` and after :meth:`remove`).
+        base: The host directory holding the datadirs (None likewise).
+        password: root's password on every node.
+    """
+
+    def __init__(self, prefix: str, size: int, *, parent_dir: str | None = None) -> None:
+        """Describe the set; nothing is made until :meth:`create`.
+
+        Args:
+            prefix: Start of the network's and the base directory's names.
+            size: Number of nodes.
+            parent_dir: Where the base directory is made (default: the system temp dir).
+        """
+        self.servers: list[ContainerServer] = []
+        self.network: DockerNetwork | None = None
+        self.base: Path | None = None
+        self.password = secrets.token_hex(12)
+        self._prefix = prefix
+        self._size = size
+        self._parent_dir = parent_dir
+
+    def create(self, image: str) -> tuple[DockerNetwork, Path]:
+        """Make the base directory, the datadirs, the network and the server descriptions.
+
+        Returns:
+            The network and the base directory.
+
+        Raises:
+            ContainerError: The engine refused the network.
+        """
+        base = Path(tempfile.mkdtemp(prefix=f"{self._prefix}-", dir=self._parent_dir))
+        network = DockerNetwork(self._prefix)
+        self.base, self.network = base, network
+        network.create()
+        self.servers = []
+        for i in range(self._size):
+            datadir = base / f"node{i}"
+            datadir.mkdir()
+            self.servers.append(
+                ContainerServer(
+                    image,
+                    name=f"{network.name}-node{i}",
+                    alias=f"node{i}",
+                    datadir=datadir,
+                    password=self.password,
+                    network=network,
+                )
+            )
+        return network, base
+
+    def remove(self) -> None:
+        """Remove every container, the network and the datadirs (idempotent)."""
+        for server in self.servers:
+            server.remove()
+        if self.network is not None:
+            self.network.remove()
+            self.network = None
+        if self.base is not None:
+            if self.servers:
+                remove_directory(self.base, self.servers[0].image)
+            shutil.rmtree(self.base, ignore_errors=True)
+            self.base = None
 
 
 def remove_directory(path: Path, image: str) -> None:

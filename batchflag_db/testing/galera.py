@@ -40,10 +40,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
-import secrets
-import shutil
 import sys
-import tempfile
 import threading
 import time
 from collections.abc import Sequence
@@ -57,10 +54,9 @@ from batchflag_db.testing._process import LOG_TAIL_LINES, sigterm_as_interrupt, 
 from batchflag_db.testing.container import (
     ContainerError,
     ContainerServer,
-    DockerNetwork,
+    NodeSet,
     connect_root,
     docker_problem,
-    remove_directory,
     remove_stale,
 )
 from batchflag_db.testing.images import ImageNotAvailableError, ensure_image
@@ -204,11 +200,10 @@ class GaleraCluster:
         self.nodes: list[GaleraNode] = []
         self.base_dir: str | None = None
         self.network: str | None = None
-        self._parent_dir = base_dir
         self._extra_args = list(extra_args)
         self._provider_options = list(provider_options)
+        self._set = NodeSet("bf-galera", size, parent_dir=base_dir)
         self._servers: list[ContainerServer] = []
-        self._network: DockerNetwork | None = None
         self._running: set[int] = set()
         self._lock = threading.RLock()
 
@@ -289,18 +284,9 @@ class GaleraCluster:
         removed with ``docker rm -f`` (SIGKILL): the cluster is throwaway.
         """
         with self._lock:
-            for server in self._servers:
-                server.remove()
+            self._set.remove()
             self._running.clear()
-            if self._network is not None:
-                self._network.remove()
-                self._network = None
-            if self.base_dir is not None:
-                image = self._servers[0].image if self._servers else None
-                if image is not None:
-                    remove_directory(Path(self.base_dir), image)
-                shutil.rmtree(self.base_dir, ignore_errors=True)
-                self.base_dir = None
+            self.base_dir = None
             self.network = None
 
     def kill_node(self, i: int) -> None:
@@ -388,30 +374,17 @@ class GaleraCluster:
 
     def _create(self, image: str) -> None:
         """Make the temp dir, the network and the node descriptions."""
-        self.base_dir = tempfile.mkdtemp(prefix="bfgalera-", dir=self._parent_dir)
-        network = DockerNetwork("bf-galera")
-        self._network = network
-        network.create()
+        network, base = self._set.create(image)
+        self.base_dir = str(base)
         self.network = network.name
-        password = secrets.token_hex(12)
-        self._servers = []
+        self._servers = self._set.servers
         self.nodes = []
-        for i in range(self.size):
-            datadir = Path(self.base_dir) / f"node{i}"
-            datadir.mkdir()
+        for i, server in enumerate(self._servers):
+            datadir = server.datadir
             if i > 0:
                 # A joiner gets everything by SST: the entrypoint must not initialise it
                 # (it skips a datadir that has a mysql/ directory).
                 (datadir / "mysql").mkdir()
-            server = ContainerServer(
-                image,
-                name=f"{network.name}-node{i}",
-                alias=f"node{i}",
-                datadir=datadir,
-                password=password,
-                network=network,
-            )
-            self._servers.append(server)
             self.nodes.append(
                 GaleraNode(
                     index=i,
@@ -420,7 +393,7 @@ class GaleraCluster:
                     pid=0,
                     container=server.name,
                     address=server.alias,
-                    password=password,
+                    password=server.password,
                 )
             )
 

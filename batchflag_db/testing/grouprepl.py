@@ -43,10 +43,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import secrets
-import shutil
 import sys
-import tempfile
 import threading
 import time
 import uuid
@@ -61,10 +58,9 @@ from batchflag_db.testing._process import sigterm_as_interrupt
 from batchflag_db.testing.container import (
     ContainerError,
     ContainerServer,
-    DockerNetwork,
+    NodeSet,
     connect_root,
     docker_problem,
-    remove_directory,
     remove_stale,
 )
 from batchflag_db.testing.images import ImageNotAvailableError, ensure_image
@@ -227,8 +223,8 @@ class GroupReplicationCluster:
         self.network: str | None = None
         self._extra_args = list(extra_args)
         self._expel_timeout = expel_timeout
+        self._set = NodeSet("bf-grouprepl", size)
         self._servers: list[ContainerServer] = []
-        self._network: DockerNetwork | None = None
         self._subnet = ""
         self._running: set[int] = set()
         self._lock = threading.RLock()
@@ -322,17 +318,9 @@ class GroupReplicationCluster:
         ``docker rm -f`` (SIGKILL): the group is throwaway.
         """
         with self._lock:
-            for server in self._servers:
-                server.remove()
+            self._set.remove()
             self._running.clear()
-            if self._network is not None:
-                self._network.remove()
-                self._network = None
-            if self._base is not None:
-                if self._servers:
-                    remove_directory(self._base, self._servers[0].image)
-                shutil.rmtree(self._base, ignore_errors=True)
-                self._base = None
+            self._base = None
             self.network = None
 
     def kill_node(self, i: int) -> None:
@@ -467,35 +455,20 @@ class GroupReplicationCluster:
 
     def _create(self, image: str) -> None:
         """Make the temp dir, the network and the member descriptions."""
-        self._base = Path(tempfile.mkdtemp(prefix="bfgr-"))
-        network = DockerNetwork("bf-grouprepl")
-        self._network = network
-        network.create()
+        network, self._base = self._set.create(image)
         self.network = network.name
         self._subnet = network.subnet()
-        password = secrets.token_hex(12)
-        self._servers = []
+        self._servers = self._set.servers
         self.nodes = []
-        for i in range(self.size):
-            directory = self._base / f"node{i}"
-            directory.mkdir()
-            server = ContainerServer(
-                image,
-                name=f"{network.name}-node{i}",
-                alias=f"node{i}",
-                datadir=directory,
-                password=password,
-                network=network,
-            )
-            self._servers.append(server)
+        for i, server in enumerate(self._servers):
             self.nodes.append(
                 GroupMember(
                     index=i,
                     port=0,
                     address=server.alias,
-                    directory=directory,
+                    directory=server.datadir,
                     container=server.name,
-                    password=password,
+                    password=server.password,
                 )
             )
 
