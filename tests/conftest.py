@@ -181,9 +181,10 @@ CLUSTER_FAMILY_KIND = {"galera": "mariadb-10.11", "grouprepl": "mysql-9.7"}
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Mark the quick tests; keep a cluster family to the one kind its cluster is made of.
 
-    The Galera cluster is always the host's MariaDB and the Group Replication group
-    always MySQL 9.7, whatever the run's kind, so they run in that kind's run only
-    (the header of every other run says how many it left to that run).
+    The Galera cluster is always containers of the mariadb-10.11 image and the Group
+    Replication group always of the mysql-9.7 image, whatever the run's kind, so they run
+    in that kind's run only (the header of every other run says how many it left to that
+    run).
     """
     kind = os.environ.get(KIND_VARIABLE) or DEFAULT_KIND
     keep: list[pytest.Item] = []

@@ -60,6 +60,15 @@ from batchflag_db import (
 )
 from batchflag_db.errors import ER_BATCH_NOT_FOUND, ER_LOCK_DEADLOCK
 from batchflag_db.testing.galera import GaleraCluster, GaleraNode, galera_available
+from tests.cluster_checks import (
+    Tables,
+    assert_tables_agree,
+    inconsistency,
+    publisher,
+    quiet_retry_log,
+    read_tables,
+    snapshot,
+)
 
 pytestmark = pytest.mark.galera
 
@@ -240,23 +249,10 @@ class _RetryEvents(logging.Handler):
 
 @pytest.fixture
 def retry_events() -> Iterator[_RetryEvents]:
-    """Counts retry log events on logger ``batchflag_db`` for the test.
-
-    The logger is set to INFO and kept from propagating while the test runs,
-    so thousands of per-flip INFO records do not pile up in pytest's capture.
-    """
-    logger = logging.getLogger("batchflag_db")
+    """Counts retry log events on logger ``batchflag_db`` for the test (kept from propagating)."""
     handler = _RetryEvents()
-    level, propagate = logger.level, logger.propagate
-    logger.setLevel(logging.INFO)
-    logger.propagate = False
-    logger.addHandler(handler)
-    try:
+    with quiet_retry_log(handler):
         yield handler
-    finally:
-        logger.removeHandler(handler)
-        logger.setLevel(level)
-        logger.propagate = propagate
 
 
 @pytest.fixture
@@ -264,14 +260,7 @@ def publish(
     capsys: pytest.CaptureFixture[str], record_property: Callable[[str, object], None]
 ) -> Callable[[str, list[str]], None]:
     """Print report lines to the terminal even without ``-s``, and record them for JUnit XML."""
-
-    def emit(name: str, lines: list[str]) -> None:
-        text = "\n".join(lines)
-        record_property(name, text)
-        with capsys.disabled():
-            print(f"\n{text}", flush=True)
-
-    return emit
+    return publisher(capsys, record_property)
 
 
 # --------------------------------------------------------------------------
@@ -279,133 +268,20 @@ def publish(
 # --------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class _Snapshot:
-    """What one node shows in one read view (see the module docstring).
-
-    Attributes:
-        current: Ids of rows whose flag is set, by a scan of the flag (not the key,
-            so a broken key could not hide a second row).
-        mine: History rows of the asking caller's batches.
-        net: Per batch with a non-zero value: times it became current minus
-            times it stopped being current, from the history.
-        flip_count: The lock row's counter (every successful call adds one).
-    """
-
-    current: tuple[int, ...]
-    mine: int
-    net: dict[int, int]
-    flip_count: int
-
-
-def _snapshot(conn: pymysql.connections.Connection[Any], mine: Sequence[int]) -> _Snapshot:
-    """Read a :class:`_Snapshot` in a single statement, hence a single read view."""
-    ids = ", ".join(str(int(i)) for i in mine) or "NULL"
-    sql = f"""
-        SELECT 'current', id, NULL FROM batchStatus WHERE currentBatch <> 0
-        UNION ALL
-        SELECT 'mine', COUNT(*), NULL FROM currentBatchHistory WHERE batchId IN ({ids})
-        UNION ALL
-        SELECT 'net', moves.batch, SUM(moves.d) FROM (
-            SELECT batchId AS batch, 1 AS d FROM currentBatchHistory WHERE `action` = 'set'
-            UNION ALL
-            SELECT previousBatchId, -1 FROM currentBatchHistory WHERE previousBatchId IS NOT NULL
-        ) AS moves GROUP BY moves.batch HAVING SUM(moves.d) <> 0
-        UNION ALL
-        SELECT 'flips', flipCount, NULL FROM currentBatchLock WHERE id = 1
-    """
-    with conn.cursor() as cur:
-        cur.execute(sql)
-        rows = cur.fetchall()
-    current = tuple(sorted(int(a) for k, a, _ in rows if k == "current"))
-    mine_count = next(int(a) for k, a, _ in rows if k == "mine")
-    net = {int(a): int(b) for k, a, b in rows if k == "net"}
-    flips = [int(a) for k, a, _ in rows if k == "flips"]
-    return _Snapshot(current, mine_count, net, flips[0] if flips else -1)
-
-
-def _inconsistency(snap: _Snapshot) -> str | None:
-    """Say what is wrong if the state is not the end of the history, else None."""
-    expected = dict.fromkeys(snap.current, 1)
-    if snap.net != expected:
-        return f"history net {snap.net} does not match current rows {list(snap.current)}"
-    return None
-
-
-@dataclass(frozen=True)
-class _NodeState:
-    """Everything the end-of-test checks compare across nodes."""
-
-    node: int
-    rows: tuple[tuple[Any, ...], ...]
-    history: tuple[tuple[Any, ...], ...]
-    snapshot: _Snapshot
-    checksums: tuple[tuple[Any, ...], ...]
-    check: tuple[tuple[Any, ...], ...]
-
-
-_ROW_COLUMNS = (
-    "id, batchDate, batchNumber, batchStatus, currentBatch, createdAt, updatedAt, currentBatchKey"
-)
-
-
-def _node_state(node: GaleraNode, database: str) -> _NodeState:
-    """Read a node's tables with ``wsrep_sync_wait = 15``.
-
-    ``CHECKSUM TABLE batchStatus`` is not used: on MariaDB 10.11 its value for
-    a table with a generated column changes with the server's internal state
-    (after ``FLUSH TABLES``, and from node to node with identical rows), so
-    the rows themselves are compared instead. The history and lock tables,
-    which have no generated column, are compared by ``CHECKSUM TABLE`` too.
-    """
+def _node_state(node: GaleraNode, database: str) -> Tables:
+    """Read a node's tables with ``wsrep_sync_wait = 15``, with the checksums of the
+    tables that have no generated column (see :func:`cluster_checks.read_tables`)."""
     conn = _connect(node, database, sync_wait=SYNC_WAIT_ALL)
     try:
-        with conn.cursor() as cur:
-            cur.execute(f"SELECT {_ROW_COLUMNS} FROM batchStatus ORDER BY id")
-            rows = tuple(tuple(r) for r in cur.fetchall())
-            cur.execute(
-                "SELECT id, batchId, previousBatchId, `action`, changedAt, account, connectionId "
-                "FROM currentBatchHistory ORDER BY id"
-            )
-            history = tuple(tuple(r) for r in cur.fetchall())
-            snap = _snapshot(conn, ())
-            cur.execute("CHECKSUM TABLE currentBatchHistory, currentBatchLock")
-            checksums = tuple((str(t).split(".", 1)[1], c) for t, c in cur.fetchall())
-            cur.execute("CHECK TABLE batchStatus, currentBatchHistory, currentBatchLock EXTENDED")
-            check = tuple(tuple(r) for r in cur.fetchall())
+        return read_tables(conn, node.index, checksums=True)
     finally:
         conn.close()
-    return _NodeState(node.index, rows, history, snap, checksums, check)
 
 
-def _assert_nodes_agree(cluster: GaleraCluster, database: str) -> list[_NodeState]:
+def _assert_nodes_agree(cluster: GaleraCluster, database: str) -> list[Tables]:
     """Every node: same rows, same history, exactly one current row, tables check OK."""
     states = [_node_state(node, database) for node in cluster.nodes]
-    first = states[0]
-    for state in states:
-        assert state.snapshot.current == first.snapshot.current, (
-            f"node {state.node} has current {state.snapshot.current}, "
-            f"node 0 has {first.snapshot.current}"
-        )
-        assert len(state.snapshot.current) == 1, (
-            f"node {state.node}: current rows {state.snapshot.current}"
-        )
-        assert _inconsistency(state.snapshot) is None, f"node {state.node}: " + str(
-            _inconsistency(state.snapshot)
-        )
-        assert state.rows == first.rows, f"batchStatus differs between node 0 and {state.node}"
-        assert state.history == first.history, (
-            f"currentBatchHistory differs between node 0 and {state.node}"
-        )
-        assert state.snapshot.flip_count == first.snapshot.flip_count
-        assert state.checksums == first.checksums, (
-            f"CHECKSUM TABLE: node 0 {first.checksums}, node {state.node} {state.checksums}"
-        )
-        bad = [r for r in state.check if r[2] in ("error", "warning")]
-        statuses = {r[0]: r[3] for r in state.check if r[2] == "status"}
-        assert bad == [], f"node {state.node}: CHECK TABLE reported {bad}"
-        assert len(statuses) == 3, f"node {state.node}: CHECK TABLE said {state.check}"
-        assert set(statuses.values()) == {"OK"}, f"node {state.node}: CHECK TABLE said {statuses}"
+    assert_tables_agree(states)
     return states
 
 
@@ -445,7 +321,7 @@ def _final_flip(cluster: GaleraCluster, database: str, node: int, batch: int) ->
     for other in cluster.nodes:
         reader = _connect(other, database, sync_wait=SYNC_WAIT_ALL)
         try:
-            snap = _snapshot(reader, ())
+            snap = snapshot(reader, ())
         finally:
             reader.close()
         assert snap.current == (batch,), (
@@ -669,7 +545,7 @@ class _Storm:
             self.problems.append(text)
 
     def _read_back(self, c: _Caller, action: str, batch: int) -> None:
-        snap = _snapshot(c.read_conn, c.ids)
+        snap = snapshot(c.read_conn, c.ids)
         c.readbacks += 1
         where = (
             f"caller {c.index} after {action}({batch}) acknowledged by node {c.node}, "
@@ -681,7 +557,7 @@ class _Storm:
             self._problem(
                 f"{where}: {snap.mine} history rows of its batches, it made {c.changed} changes"
             )
-        wrong = _inconsistency(snap)
+        wrong = inconsistency(snap)
         if wrong:
             self._problem(f"{where}: {wrong}")
         if action == "unset" and batch in snap.current:
@@ -698,7 +574,7 @@ class _Storm:
         """
         c.in_doubt += 1
         self._move(c, c.refuge)
-        snap = _snapshot(c.read_conn, c.ids)
+        snap = snapshot(c.read_conn, c.ids)
         extra = snap.mine - c.changed
         if extra not in (0, 1):
             self._problem(
@@ -794,7 +670,7 @@ def _spread() -> tuple[list[int], list[int]]:
 def _flip_count(cluster: GaleraCluster, database: str) -> int:
     conn = _connect(cluster.nodes[0], database, sync_wait=SYNC_WAIT_ALL)
     try:
-        return _snapshot(conn, ()).flip_count
+        return snapshot(conn, ()).flip_count
     finally:
         conn.close()
 
@@ -808,7 +684,7 @@ def _set(cluster: GaleraCluster, database: str, node: int, batch: int) -> Flip:
 
 
 def _assert_storm_accounted(
-    states: Sequence[_NodeState], storm: _Storm, flips_before: int, history_before: int
+    states: Sequence[Tables], storm: _Storm, flips_before: int, history_before: int
 ) -> None:
     """Every acknowledged call counted once by the lock row; every change in the history once."""
     acked = sum(len(c.attempts) for c in storm.callers)
@@ -866,7 +742,7 @@ class TestFlipStorm:
         db = galera_db.name
         conn = _connect(cluster.nodes[0], db, sync_wait=SYNC_WAIT_ALL)
         try:
-            start = _snapshot(conn, ())
+            start = snapshot(conn, ())
         finally:
             conn.close()
         assert start.current == ()

@@ -1,8 +1,8 @@
 """Tests for the throwaway Galera cluster harness in ``batchflag_db.testing.galera``.
 
-These start real MariaDB Galera nodes from Debian's packages. Where the
-packages are missing the tests fail (not skip) with the install hint from
-``galera_available()``: a harness that silently skips proves nothing.
+These start real MariaDB Galera nodes, one container each, on a Docker network of the
+cluster's own. Where no Docker engine answers the tests fail (not skip) with the message
+of ``galera_available()``: a harness that silently skips proves nothing.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from collections.abc import Iterator
 import pymysql
 import pytest
 
+from batchflag_db.testing.container import docker, labelled_names
 from batchflag_db.testing.galera import GaleraCluster, GaleraNode, galera_available
 
 SYNC_WAIT_ALL = 15  # wsrep_sync_wait bitmask: READ, UPDATE/DELETE, INSERT/REPLACE, SHOW
@@ -87,14 +88,38 @@ def _pid_alive(pid: int) -> bool:
         return False
 
 
+def _address(container: str, network: str) -> str:
+    """``container``'s IPv4 address on ``network``."""
+    return docker(
+        "inspect", "--format", f'{{{{(index .NetworkSettings.Networks "{network}").IPAddress}}}}',
+        container,
+    )  # fmt: skip
+
+
+def _labelled(kind: str, name: str) -> bool:
+    """Tell whether a container or network called ``name`` exists with the suite's label."""
+    return name in labelled_names(kind)
+
+
 @pytest.mark.galera
 class TestGaleraHarness:
     def test_urls_point_at_distinct_nodes(self, galera: GaleraCluster | None) -> None:
+        """Three URLs on 127.0.0.1 with root's password reach three nodes, each its own labelled container at its own address on the cluster's own network."""
         cluster = _need(galera)
         urls = cluster.urls()
         assert len(urls) == 3
         assert len(set(urls)) == 3
-        assert all(u.startswith("mysql+pymysql://root@127.0.0.1:") for u in urls)
+        password = cluster.nodes[0].password
+        assert password
+        assert all(u.startswith(f"mysql+pymysql://root:{password}@127.0.0.1:") for u in urls)
+        network = cluster.network
+        assert network is not None
+        assert _labelled("network", network)
+        assert all(_labelled("container", n.container) for n in cluster.nodes)
+        addresses = {_address(n.container, network) for n in cluster.nodes}
+        assert len(addresses) == 3
+        assert all(addresses)
+        assert [n.address for n in cluster.nodes] == ["node0", "node1", "node2"]
         # Each URL reaches a different server (distinct wsrep node names).
         names = {_rows(n, "SELECT @@wsrep_node_name")[0][0] for n in cluster.nodes}
         assert names == {"node0", "node1", "node2"}
@@ -104,6 +129,7 @@ class TestGaleraHarness:
             ]
 
     def test_write_on_node0_is_seen_by_nodes_1_and_2(self, galera: GaleraCluster | None) -> None:
+        """A write through node 0 is read on nodes 1 and 2."""
         cluster = _need(galera)
         db = f"harness_{uuid.uuid4().hex[:12]}"
         n0, n1, n2 = cluster.nodes
@@ -118,6 +144,7 @@ class TestGaleraHarness:
         assert _rows(n2, query) == [(1, "from node0")]
 
     def test_killed_node_catches_up_after_restart(self, galera: GaleraCluster | None) -> None:
+        """kill -9 of a node: the others take writes; restarted on its datadir it catches up."""
         cluster = _need(galera)
         db = f"harness_{uuid.uuid4().hex[:12]}"
         n0 = cluster.nodes[0]
@@ -149,14 +176,40 @@ class TestGaleraHarness:
             ("wsrep_cluster_size", "3")
         ]
 
+    def test_killed_node_0_rejoins_without_bootstrapping(
+        self, galera: GaleraCluster | None
+    ) -> None:
+        """Node 0 (the one that bootstrapped) killed and restarted joins the running cluster: one cluster UUID, size 3, the writes it missed."""
+        cluster = _need(galera)
+        db = f"harness_{uuid.uuid4().hex[:12]}"
+        uuid_before = _rows(cluster.nodes[1], "SHOW STATUS LIKE 'wsrep_cluster_state_uuid'")
+        cluster.kill_node(0)
+        _execute(
+            cluster.nodes[1],
+            f"CREATE DATABASE {db}",
+            f"CREATE TABLE {db}.t (id INT PRIMARY KEY)",
+            f"INSERT INTO {db}.t VALUES (1)",
+        )
+        cluster.restart_node(0)
+        assert _rows(cluster.nodes[0], f"SELECT id FROM {db}.t") == [(1,)]
+        for node in cluster.nodes:
+            assert _rows(node, "SHOW STATUS LIKE 'wsrep_cluster_state_uuid'") == uuid_before
+            assert _rows(node, "SHOW STATUS LIKE 'wsrep_cluster_size'") == [
+                ("wsrep_cluster_size", "3")
+            ]
+
     def test_stop_kills_nodes_and_removes_files(self) -> None:
+        """stop() removes the containers, the network and the datadirs, and can be called twice."""
         _require_galera()
         c = GaleraCluster(1)
         c.start()
         try:
             pid = c.nodes[0].pid
             base_dir = c.base_dir
+            network = c.network
+            containers = c.containers()
             assert base_dir is not None
+            assert network is not None
             assert os.path.isdir(base_dir)
             assert _pid_alive(pid)
         finally:
@@ -164,4 +217,6 @@ class TestGaleraHarness:
         assert not _pid_alive(pid)
         assert not os.path.exists(base_dir)
         assert c.base_dir is None
+        assert not _labelled("network", network)
+        assert not any(_labelled("container", name) for name in containers)
         c.stop()  # idempotent

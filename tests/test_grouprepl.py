@@ -62,6 +62,15 @@ from batchflag_db.testing.grouprepl import (
     GroupReplicationCluster,
     grouprepl_available,
 )
+from tests.cluster_checks import (
+    Tables,
+    assert_tables_agree,
+    inconsistency,
+    publisher,
+    quiet_retry_log,
+    read_tables,
+    snapshot,
+)
 
 pytestmark = pytest.mark.grouprepl
 
@@ -229,18 +238,9 @@ class _RetryEvents(logging.Handler):
 @pytest.fixture
 def retry_events() -> Iterator[_RetryEvents]:
     """Counts retry events on logger ``batchflag_db`` (kept from propagating meanwhile)."""
-    logger = logging.getLogger("batchflag_db")
     handler = _RetryEvents()
-    level, propagate = logger.level, logger.propagate
-    logger.setLevel(logging.INFO)
-    logger.propagate = False
-    logger.addHandler(handler)
-    try:
+    with quiet_retry_log(handler):
         yield handler
-    finally:
-        logger.removeHandler(handler)
-        logger.setLevel(level)
-        logger.propagate = propagate
 
 
 @pytest.fixture
@@ -248,14 +248,7 @@ def publish(
     capsys: pytest.CaptureFixture[str], record_property: Callable[[str, object], None]
 ) -> Callable[[str, list[str]], None]:
     """Print report lines to the terminal even without ``-s``, and record them for JUnit XML."""
-
-    def emit(name: str, lines: list[str]) -> None:
-        body = "\n".join(lines)
-        record_property(name, body)
-        with capsys.disabled():
-            print(f"\n{body}", flush=True)
-
-    return emit
+    return publisher(capsys, record_property)
 
 
 # --------------------------------------------------------------------------
@@ -263,76 +256,12 @@ def publish(
 # --------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class _Snapshot:
-    current: tuple[int, ...]
-    mine: int
-    net: dict[int, int]
-    flip_count: int
-
-
-def _snapshot(conn: pymysql.connections.Connection[Any], mine: Sequence[int]) -> _Snapshot:
-    """Current rows (by a scan of the flag), own history rows, net moves, lock counter: one read view."""
-    ids = ", ".join(str(int(i)) for i in mine) or "NULL"
-    sql = f"""
-        SELECT 'current', id, NULL FROM batchStatus WHERE currentBatch <> 0
-        UNION ALL
-        SELECT 'mine', COUNT(*), NULL FROM currentBatchHistory WHERE batchId IN ({ids})
-        UNION ALL
-        SELECT 'net', moves.batch, SUM(moves.d) FROM (
-            SELECT batchId AS batch, 1 AS d FROM currentBatchHistory WHERE `action` = 'set'
-            UNION ALL
-            SELECT previousBatchId, -1 FROM currentBatchHistory WHERE previousBatchId IS NOT NULL
-        ) AS moves GROUP BY moves.batch HAVING SUM(moves.d) <> 0
-        UNION ALL
-        SELECT 'flips', flipCount, NULL FROM currentBatchLock WHERE id = 1
-    """
-    with conn.cursor() as cur:
-        cur.execute(sql)
-        rows = cur.fetchall()
-    return _Snapshot(
-        tuple(sorted(int(a) for k, a, _ in rows if k == "current")),
-        next(int(a) for k, a, _ in rows if k == "mine"),
-        {int(a): int(b) for k, a, b in rows if k == "net"},
-        next((int(a) for k, a, _ in rows if k == "flips"), -1),
-    )
-
-
-def _inconsistency(snap: _Snapshot) -> str | None:
-    if snap.net != dict.fromkeys(snap.current, 1):
-        return f"history net {snap.net} does not match current rows {list(snap.current)}"
-    return None
-
-
-@dataclass(frozen=True)
-class _MemberState:
-    node: int
-    rows: tuple[tuple[Any, ...], ...]
-    history: tuple[tuple[Any, ...], ...]
-    snapshot: _Snapshot
-    check: tuple[tuple[Any, ...], ...]
-
-
-def _member_state(node: GroupMember, database: str) -> _MemberState:
+def _member_state(node: GroupMember, database: str) -> Tables:
     conn = _connect(node, database, consistency=READ_CONSISTENCY)
     try:
-        with conn.cursor() as cur:
-            cur.execute(
-                "SELECT id, batchDate, batchNumber, batchStatus, currentBatch, currentBatchKey, "
-                "createdAt, updatedAt FROM batchStatus ORDER BY id"
-            )
-            rows = tuple(tuple(r) for r in cur.fetchall())
-            cur.execute(
-                "SELECT id, batchId, previousBatchId, `action`, changedAt, account, connectionId "
-                "FROM currentBatchHistory ORDER BY id"
-            )
-            history = tuple(tuple(r) for r in cur.fetchall())
-            snap = _snapshot(conn, ())
-            cur.execute("CHECK TABLE batchStatus, currentBatchHistory, currentBatchLock EXTENDED")
-            check = tuple(tuple(r) for r in cur.fetchall())
+        return read_tables(conn, node.index)
     finally:
         conn.close()
-    return _MemberState(node.index, rows, history, snap, check)
 
 
 def _replay(history: Sequence[tuple[Any, ...]]) -> int | None:
@@ -350,20 +279,11 @@ def _replay(history: Sequence[tuple[Any, ...]]) -> int | None:
 
 def _assert_members_agree(
     group: GroupReplicationCluster, database: str, members: Sequence[int] | None = None
-) -> list[_MemberState]:
+) -> list[Tables]:
     """Same rows, same history (an unbroken chain ending at the current row), one current row, CHECK TABLE OK."""
     states = [_member_state(group.nodes[i], database) for i in (members or range(NODES))]
+    assert_tables_agree(states, "member")
     first = states[0]
-    for s in states:
-        assert len(s.snapshot.current) == 1, f"member {s.node}: current rows {s.snapshot.current}"
-        assert s.snapshot.current == first.snapshot.current
-        assert _inconsistency(s.snapshot) is None, f"member {s.node}: {_inconsistency(s.snapshot)}"
-        assert s.rows == first.rows, f"batchStatus differs between member {first.node} and {s.node}"
-        assert s.history == first.history, f"currentBatchHistory differs: {first.node} vs {s.node}"
-        assert s.snapshot.flip_count == first.snapshot.flip_count
-        statuses = {r[0]: r[3] for r in s.check if r[2] == "status"}
-        assert len(statuses) == 3, s.check
-        assert set(statuses.values()) == {"OK"}, s.check
     assert _replay(first.history) == first.snapshot.current[0]
     return states
 
@@ -476,7 +396,7 @@ class _Storm:
             return False
         c.attempts.append(flip.attempts)
         c.changed += flip.changed
-        snap = _snapshot(c.read_conn, c.ids)
+        snap = snapshot(c.read_conn, c.ids)
         c.readbacks += 1
         where = f"caller {c.index}: {call.__name__}({batch}) on member {c.home}, read on {c.reader}"
         wrong = []
@@ -484,8 +404,8 @@ class _Storm:
             wrong.append(f"current rows {list(snap.current)}")
         if snap.mine != c.changed:
             wrong.append(f"{snap.mine} history rows of its batches, it made {c.changed} changes")
-        if _inconsistency(snap):
-            wrong.append(str(_inconsistency(snap)))
+        if inconsistency(snap):
+            wrong.append(str(inconsistency(snap)))
         if wrong:
             c.stale += 1
             with self._lock:
@@ -546,7 +466,7 @@ def _final_flip(group: GroupReplicationCluster, db: str, node: int, batch: int) 
     for other in group.running():
         reader = _connect(group.nodes[other], db, consistency=READ_CONSISTENCY)
         try:
-            assert _snapshot(reader, ()).current == (batch,), other
+            assert snapshot(reader, ()).current == (batch,), other
         finally:
             reader.close()
 
@@ -586,7 +506,7 @@ class TestMultiPrimaryStorm:
     ) -> None:
         """From no current batch, unsetting often so flips race from "none" again and again: never two current rows, every acknowledged flip seen, all members end equal."""
         conn = _connect(multi.nodes[0], multi_db.name, consistency=READ_CONSISTENCY)
-        assert _snapshot(conn, ()).current == ()
+        assert snapshot(conn, ()).current == ()
         conn.close()
         storm = _Storm(multi, multi_db, unset_share=0.4, seed=2)
         storm.run()
@@ -669,26 +589,25 @@ class TestReadConsistency:
 # --------------------------------------------------------------------------
 
 
-def _find_primary(urls: Sequence[str], timeout: float = 60) -> str:
-    """Ask the members, in turn, which one is the ONLINE primary; return its URL.
+def _find_primary(members: Sequence[GroupMember], timeout: float = 60) -> GroupMember:
+    """Ask the members, in turn, which one is the ONLINE primary; return it.
 
     What a client without a router does: any reachable member's
-    ``performance_schema.replication_group_members`` names the primary.
+    ``performance_schema.replication_group_members`` names the primary (by its host
+    name on the group's network, which the host maps to the member's published port).
     """
+    by_host = {m.address: m for m in members}
     deadline = time.monotonic() + timeout
     while True:
-        for url in urls:
-            port = int(url.rsplit(":", 1)[1].strip("/"))
+        for member in members:
             try:
-                conn = pymysql.connect(
-                    host="127.0.0.1", port=port, user="root", password="", connect_timeout=2
-                )
+                conn = member.connect(timeout=2)
             except pymysql.MySQLError:
                 continue
             try:
                 with conn.cursor() as cur:
                     cur.execute(
-                        "SELECT MEMBER_PORT FROM performance_schema.replication_group_members "
+                        "SELECT MEMBER_HOST FROM performance_schema.replication_group_members "
                         "WHERE MEMBER_ROLE = 'PRIMARY' AND MEMBER_STATE = 'ONLINE'"
                     )
                     rows = cur.fetchall()
@@ -701,8 +620,8 @@ def _find_primary(urls: Sequence[str], timeout: float = 60) -> str:
                 continue
             finally:
                 conn.close()
-            if len(rows) == 1 and me == (("ONLINE",),):
-                return f"mysql+pymysql://root@127.0.0.1:{rows[0][0]}/"
+            if len(rows) == 1 and me == (("ONLINE",),) and rows[0][0] in by_host:
+                return by_host[rows[0][0]]
         if time.monotonic() >= deadline:
             raise AssertionError(f"no member names an ONLINE primary within {timeout:.0f}s")
         time.sleep(0.2)
@@ -714,7 +633,7 @@ class _PrimaryCaller:
 
     index: int
     ids: tuple[int, ...]
-    urls: tuple[str, ...]
+    members: tuple[GroupMember, ...]
     database: str
     conn: Any = None
     url: str = ""
@@ -733,14 +652,14 @@ class _PrimaryCaller:
         """
         deadline = time.monotonic() + timeout
         while True:
-            self.url = _find_primary(self.urls, timeout)
-            port = int(self.url.rsplit(":", 1)[1].strip("/"))
+            primary = _find_primary(self.members, timeout)
+            self.url = primary.url
             try:
                 self.conn = pymysql.connect(
                     host="127.0.0.1",
-                    port=port,
+                    port=primary.port,
                     user="root",
-                    password="",
+                    password=primary.password,
                     database=self.database,
                     autocommit=True,
                     connect_timeout=5,
@@ -807,10 +726,10 @@ class TestSinglePrimary:
         assert caught.value.errno == ER_OPTION_PREVENTS_STATEMENT
         message = str(caught.value)
         assert "send flips to the primary" in message
-        assert f"primary is 127.0.0.1:{single.nodes[primary].port}" in message
+        assert f"primary is {single.nodes[primary].address}:3306" in message
         assert isinstance(caught.value.__cause__, pymysql.err.OperationalError)
         reader = _connect(single.nodes[primary], single_db.name)
-        assert _snapshot(reader, ()).current == ()
+        assert snapshot(reader, ()).current == ()
         reader.close()
 
     def test_aio_flip_on_a_secondary_names_the_primary(
@@ -835,10 +754,10 @@ class TestSinglePrimary:
         assert caught.value.errno == ER_OPTION_PREVENTS_STATEMENT
         message = str(caught.value)
         assert "send flips to the primary" in message
-        assert f"primary is 127.0.0.1:{single.nodes[primary].port}" in message
+        assert f"primary is {single.nodes[primary].address}:3306" in message
         assert caught.value.__cause__ is not None
         reader = _connect(single.nodes[primary], single_db.name)
-        assert _snapshot(reader, ()).current == ()
+        assert snapshot(reader, ()).current == ()
         reader.close()
 
     @pytest.mark.parametrize("outcome", ["commit", "rollback"])
@@ -885,9 +804,9 @@ class TestSinglePrimary:
         """kill -9 of the primary mid-storm: the group elects another, the callers find it and carry on, every acknowledged flip is on every survivor, and the killed member rejoins and agrees."""
         victim = single.primary()
         _final_flip(single, single_db.name, victim, single_db.spares[0])
-        urls = tuple(single.urls())
+        members = tuple(single.nodes)  # the ports stay when a member is restarted
         callers = [
-            _PrimaryCaller(k, single_db.owned[k], urls, single_db.name) for k in range(CALLERS)
+            _PrimaryCaller(k, single_db.owned[k], members, single_db.name) for k in range(CALLERS)
         ]
         crashes: list[BaseException] = []
         acked = threading.Semaphore(0)

@@ -1,7 +1,8 @@
 """Tests for the throwaway Group Replication harness in ``batchflag_db.testing.grouprepl``.
 
-These start real MySQL 9.7 members from the ``mysql-9.7`` Debian root. Where that
-cannot run the tests fail (not skip) with the message of ``grouprepl_available()``.
+These start real MySQL 9.7 members, one container each (the ``mysql-9.7`` image), on a
+Docker network of the group's own. Where no Docker engine answers the tests fail (not
+skip) with the message of ``grouprepl_available()``.
 """
 
 from __future__ import annotations
@@ -15,7 +16,9 @@ from collections.abc import Iterator
 
 import pymysql
 import pytest
+from sqlalchemy.engine import make_url
 
+from batchflag_db.testing.container import labelled_names
 from batchflag_db.testing.grouprepl import (
     GroupMember,
     GroupReplicationCluster,
@@ -70,17 +73,28 @@ def _pid_alive(pid: int) -> bool:
         return False
 
 
+def _labelled(kind: str, name: str) -> bool:
+    """Tell whether a container or network called ``name`` exists with the suite's label."""
+    return name in labelled_names(kind)
+
+
 class TestGroupReplicationHarness:
     def test_members_online_with_one_primary(self, group: GroupReplicationCluster | None) -> None:
-        """Three distinct members on 127.0.0.1, all ONLINE in every view, exactly one PRIMARY, the others super_read_only."""
+        """Three distinct members reached on 127.0.0.1 with root's password, each a labelled container known to the group by its own name on the group's network; all ONLINE in every view, exactly one PRIMARY, the others super_read_only."""
         g = _need(group)
         urls = g.urls()
         assert len(set(urls)) == 3
-        assert all(u.startswith("mysql+pymysql://root@127.0.0.1:") for u in urls)
+        password = g.nodes[0].password
+        assert password
+        assert all(u.startswith(f"mysql+pymysql://root:{password}@127.0.0.1:") for u in urls)
+        assert g.network is not None
+        assert _labelled("network", g.network)
+        assert all(_labelled("container", n.container) for n in g.nodes)
         assert {_rows(n, "SELECT @@server_id")[0][0] for n in g.nodes} == {1, 2, 3}
+        assert [n.address for n in g.nodes] == ["node0", "node1", "node2"]
         for i in range(3):
             seen = g.members(i)
-            assert sorted(m.port for m in seen) == sorted(n.port for n in g.nodes)
+            assert sorted(m.host for m in seen) == ["node0", "node1", "node2"]
             assert {m.state for m in seen} == {"ONLINE"}
         primary = g.primary()
         assert g.primaries() == [primary]
@@ -138,19 +152,24 @@ class TestGroupReplicationHarness:
         assert len(g.members(victim)) == 3
 
     def test_stop_kills_members_and_removes_files(self) -> None:
-        """stop() kills every member, removes the files, and can be called twice."""
+        """stop() kills every member, removes the containers, the network and the files, and can be called twice."""
         _require()
         g = GroupReplicationCluster(1, multi_primary=True)
         g.start()
         try:
             pid = g.nodes[0].pid
             base = g.nodes[0].directory.parent
+            network = g.network
+            containers = g.containers()
+            assert network is not None
             assert base.is_dir()
             assert _pid_alive(pid)
         finally:
             g.stop()
         assert not _pid_alive(pid)
         assert not base.exists()
+        assert not _labelled("network", network)
+        assert not any(_labelled("container", name) for name in containers)
         g.stop()
 
     def test_command_line_prints_urls_and_stops_on_sigint(self) -> None:
@@ -165,9 +184,13 @@ class TestGroupReplicationHarness:
         try:
             assert proc.stdout is not None
             url = proc.stdout.readline().strip()
-            assert url.startswith("mysql+pymysql://root@127.0.0.1:"), url
-            port = int(url.rsplit(":", 1)[1].strip("/"))
-            conn = pymysql.connect(host="127.0.0.1", port=port, user="root", password="")
+            assert url.startswith("mysql+pymysql://root:"), url
+            parsed = make_url(url)
+            assert parsed.host == "127.0.0.1"
+            port = parsed.port
+            conn = pymysql.connect(
+                host="127.0.0.1", port=port, user="root", password=parsed.password
+            )
             conn.close()
         finally:
             proc.send_signal(2)
@@ -176,4 +199,10 @@ class TestGroupReplicationHarness:
                 proc.stdout.close()
         assert rc == 0
         with pytest.raises(pymysql.err.OperationalError):
-            pymysql.connect(host="127.0.0.1", port=port, user="root", connect_timeout=2)
+            pymysql.connect(
+                host="127.0.0.1",
+                port=port,
+                user="root",
+                password=parsed.password,
+                connect_timeout=2,
+            )

@@ -12,6 +12,7 @@ from batchflag_db.testing import debian_root
 from batchflag_db.testing.binaries import ServerNotAvailableError, binaries_for
 from batchflag_db.testing.kinds import KINDS, kind_named
 from batchflag_db.testing.selection import (
+    IMAGE_VARIABLE,
     URL_VARIABLE,
     NoServerError,
     SessionServer,
@@ -39,10 +40,10 @@ class TestServerSelection:
             assert found.version == batchflag_server.version
             assert found.kind == batchflag_server.kind
 
-    def test_nothing_available_fails_naming_all_three(
+    def test_nothing_available_fails_naming_every_way(
         self, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
     ) -> None:
-        """No URL, no binaries, no Docker engine: the error names the three ways to provide one."""
+        """No URL, no image, no binaries, no Docker engine: the error names every way to get one."""
         _no_binaries(monkeypatch, tmp_path)
         with (
             pytest.raises(NoServerError) as info,
@@ -51,6 +52,9 @@ class TestServerSelection:
             pass
         message = str(info.value)
         assert URL_VARIABLE in message
+        assert IMAGE_VARIABLE in message
+        assert "docker.io" in message
+        assert "no Docker engine at unix:///nonexistent/docker.sock" in message
         assert "mariadb-server" in message
         assert "debootstrap" in message
         assert "Docker" in message
@@ -102,8 +106,8 @@ class TestDebianRoots:
 
     def test_root_paths_are_per_recipe(self) -> None:
         """A root's directory names its kind and recipe, so a changed recipe never reuses it."""
-        paths = {debian_root.root_path(kind) for kind in KINDS.values() if kind.suite}
-        assert len(paths) == 2
+        paths = {debian_root.root_path(kind) for kind in KINDS.values()}
+        assert len(paths) == len(KINDS)
         assert all(p.parent == debian_root.roots_dir() for p in paths)
 
 

@@ -6,9 +6,13 @@
   cached root, for the kinds the host does not have;
 * :mod:`~batchflag_db.testing.binaries`: a kind's executables and how to run them;
 * :mod:`~batchflag_db.testing.server`: one throwaway server;
-* :mod:`~batchflag_db.testing.galera`: a throwaway 3-node MariaDB Galera cluster;
+* :mod:`~batchflag_db.testing.images`: a kind's container image, built here from its root;
+* :mod:`~batchflag_db.testing.container`: one server in a container (start, wait, logs,
+  stop, kill, re-create on its datadir, remove) and a cluster's own Docker network;
+* :mod:`~batchflag_db.testing.galera`: a throwaway 3-node MariaDB Galera cluster, one
+  container per node;
 * :mod:`~batchflag_db.testing.grouprepl`: a throwaway 3-member MySQL Group Replication
-  group, single- or multi-primary;
+  group, single- or multi-primary, one container per member;
 * :mod:`~batchflag_db.testing.selection`: how a test session gets its server;
 * :mod:`~batchflag_db.testing.plugin`: pytest fixtures (``pytest_plugins = [...]``).
 

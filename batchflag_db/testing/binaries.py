@@ -192,11 +192,6 @@ def binaries_for(kind: ServerKind) -> ServerBinaries:
         if host.version.startswith(kind.version) and host.flavour == kind.flavour:
             return host
         host_problem = f"the host's server is {host.flavour} {host.version}"
-    if kind.suite is None:
-        raise ServerNotAvailableError(
-            f"{kind.name} comes from the host's packages, and {host_problem}: "
-            f"install {' '.join(kind.packages)} (Debian 12), or pick another kind"
-        )
     try:
         root = ensure_root(kind)
     except RootNotAvailableError as exc:

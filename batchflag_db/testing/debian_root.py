@@ -1,8 +1,10 @@
-"""A Debian root with a later suite's server packages, built once into a cache and reused.
+"""A Debian root with a kind's server packages, built once into a cache and reused.
 
 Debian 12 ships MariaDB 10.11 only. MariaDB 11.8 (trixie) and MySQL 9.7 (sid) do not
 install on it, so each is installed into its own minimal root with ``debootstrap`` and
-run with ``chroot``. The Debian mirror is read from the host's apt configuration (the
+run with ``chroot``. Every kind has a suite (MariaDB 10.11's is bookworm): its root is
+also what the kind's container image is made of (:mod:`batchflag_db.testing.images`),
+and it serves a host that lacks the kind's packages. The Debian mirror is read from the host's apt configuration (the
 index target whose Origin and Label are "Debian"); no host name is written anywhere.
 
 Building needs root (``debootstrap`` and ``chroot``) and the ``debootstrap`` package;
@@ -30,7 +32,15 @@ from pathlib import Path
 
 from batchflag_db.testing.kinds import KINDS, ServerKind, kind_named
 
-__all__ = ["RootNotAvailableError", "debian_mirror", "ensure_root", "main", "roots_dir"]
+__all__ = [
+    "RootNotAvailableError",
+    "debian_mirror",
+    "ensure_root",
+    "main",
+    "recipe",
+    "root_path",
+    "roots_dir",
+]
 
 #: Bumped when the way a root is built changes, so old roots are not reused.
 _RECIPE_VERSION = "2"
@@ -60,14 +70,15 @@ def roots_dir() -> Path:
     return Path(cache) / "batchflag-db" / "roots"
 
 
-def _recipe(kind: ServerKind) -> str:
+def recipe(kind: ServerKind) -> str:
+    """A short hash of how ``kind``'s root is built (suite, packages, this module's recipe)."""
     text = f"{_RECIPE_VERSION} {kind.suite} {' '.join(sorted(kind.packages))}"
     return hashlib.sha256(text.encode()).hexdigest()[:10]
 
 
 def root_path(kind: ServerKind) -> Path:
     """Where ``kind``'s finished root lives (it may not exist yet)."""
-    return roots_dir() / f"{kind.name}-{_recipe(kind)}"
+    return roots_dir() / f"{kind.name}-{recipe(kind)}"
 
 
 def debian_mirror() -> str:
@@ -148,8 +159,6 @@ def _build_lock(directory: Path, kind: ServerKind) -> Iterator[None]:
 
 def _build(kind: ServerKind, final: Path) -> None:
     suite = kind.suite
-    if suite is None:  # pragma: no cover - callers pass Debian kinds only
-        raise RootNotAvailableError(f"{kind.name} is the host's own server, not a Debian root")
     check_can_build()
     mirror = debian_mirror()
     work = Path(tempfile.mkdtemp(prefix=f".{kind.name}-building-", dir=final.parent))
@@ -207,7 +216,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m batchflag_db.testing.debian_root", description=__doc__.splitlines()[0]
     )
-    choices = [name for name, kind in KINDS.items() if kind.suite]
+    choices = list(KINDS)
     parser.add_argument(
         "kinds", nargs="+", choices=choices, metavar="KIND", help=", ".join(choices)
     )

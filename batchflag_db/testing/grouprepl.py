@@ -1,12 +1,15 @@
-"""Throwaway MySQL Group Replication groups on 127.0.0.1 for tests.
+"""Throwaway MySQL Group Replication groups in containers, for tests.
 
-This module starts a small (by default three-member) MySQL 9.7 Group Replication
-group on the local machine, in single-primary or multi-primary mode, waits until
-every member is ``ONLINE``, and tears it down again. The servers come from the
-``mysql-9.7`` kind's Debian root (:mod:`batchflag_db.testing.binaries`): every
-command runs under ``chroot ROOT``, so every member's files live inside the root.
-Every member gets its own data directory, unix socket, SQL port, XCom port and
-admin port, all on 127.0.0.1; no option file is read (``--no-defaults``).
+This module starts a small (by default three-member) MySQL 9.7 Group Replication group,
+one container per member (:class:`~batchflag_db.testing.container.ContainerServer`, the
+``mysql-9.7`` kind's image, whose ``mysql-server-core`` carries ``group_replication.so``
+and ``mysql_clone.so``), in single-primary or multi-primary mode, waits until every
+member is ``ONLINE``, and tears it down again. The members share a user-defined Docker
+bridge network of their own, each at its own address: they talk to each other by alias
+(``group_replication_local_address=node0:33061``, the seeds ``node0:33061,node1:33061,
+...``, ``report_host=node0``), and the allowlist is the network's subnet. The host
+reaches each member through its published port on 127.0.0.1 as root with the group's
+password (:meth:`GroupReplicationCluster.urls`).
 
 Typical use in a test::
 
@@ -18,35 +21,28 @@ or from a shell, to keep a group running until Ctrl-C::
 
     python -m batchflag_db.testing.grouprepl [--multi-primary]
 
-How it works: every member's datadir is initialised (``--initialize-insecure``)
-and its server started with GTIDs, the binary log, the ``group_replication`` and
-``mysql_clone`` plugins and ``group_replication_start_on_boot=OFF``. On each
-member, with ``SQL_LOG_BIN=0`` (so no member has transactions the group lacks),
-``root@127.0.0.1`` (no password) and a recovery account are created and the
-recovery channel is pointed at that account (``CHANGE REPLICATION SOURCE ...
-FOR CHANNEL 'group_replication_recovery'``). Member 0 bootstraps the group
-(``group_replication_bootstrap_group``), then the others ``START
-GROUP_REPLICATION`` one after the other. Each member's error log is
-``<dir>/error.log`` and its stdout/stderr ``<dir>/mysqld.out``; failures raise
-:class:`GroupReplicationError` with their tails.
+How it works: every member's container initialises its datadir from
+``MYSQL_ROOT_PASSWORD`` (root@localhost and root@'%') and starts with GTIDs, the binary
+log, both plugins and ``group_replication_start_on_boot=OFF``. On each member the binary
+log and GTIDs of that setup are reset (so no member has transactions the group lacks),
+then, with ``SQL_LOG_BIN=0``, a recovery account is made and the recovery channel
+pointed at it (``CHANGE REPLICATION SOURCE ... FOR CHANNEL
+'group_replication_recovery'``). Member 0 bootstraps the group
+(``group_replication_bootstrap_group``), then the others ``START GROUP_REPLICATION``
+one after the other. Every datadir is a host directory bind-mounted into its container,
+so a member killed with ``kill -9`` keeps it and :meth:`GroupReplicationCluster.restart_node`
+starts a new container on it. Failures raise :class:`GroupReplicationError` with the
+tail of the member's log (``docker logs``).
 
-A watchdog process (:mod:`batchflag_db.testing._process`, shared with
-:mod:`batchflag_db.testing.galera`) kills the members and removes their files if this Python process dies without
-:meth:`GroupReplicationCluster.stop`; groups still running at interpreter exit
-are stopped by an ``atexit`` hook.
+Every container and the network carry the label ``batchflag-db.suite=1`` and their
+owner process; :meth:`GroupReplicationCluster.stop` removes them, so does an ``atexit``
+hook, and :func:`~batchflag_db.testing.container.remove_stale` what a killed run left.
 """
 
 from __future__ import annotations
 
 import argparse
-import atexit
 import contextlib
-import dataclasses
-import os
-import shutil
-import signal
-import socket
-import subprocess
 import sys
 import threading
 import time
@@ -58,19 +54,20 @@ from types import TracebackType
 
 import pymysql
 
-from batchflag_db.testing._process import (
-    Watchdog,
-    free_ports,
-    reap,
-    signal_group,
-    sigterm_as_interrupt,
-    spawn,
-    tail,
+from batchflag_db.testing._process import sigterm_as_interrupt
+from batchflag_db.testing.container import (
+    ContainerError,
+    ContainerServer,
+    NodeSet,
+    connect_root,
+    docker_problem,
+    remove_stale,
 )
-from batchflag_db.testing.binaries import ServerBinaries, ServerNotAvailableError, binaries_for
+from batchflag_db.testing.images import ImageNotAvailableError, ensure_image
 from batchflag_db.testing.kinds import KINDS
 
 __all__ = [
+    "KIND",
     "GroupMember",
     "GroupReplicationCluster",
     "GroupReplicationError",
@@ -79,19 +76,18 @@ __all__ = [
     "main",
 ]
 
-#: The server kind whose binaries run the group.
+#: The server kind whose image runs the group.
 KIND = "mysql-9.7"
 
-#: Plugins the members load, as files of the root's plugin directory.
+#: Plugins the members load (files of the image's plugin directory).
 _PLUGINS = ("group_replication.so", "mysql_clone.so")
-_PLUGIN_DIR = "usr/lib/mysql/plugin"
+
+#: The port group communication (XCom) listens on, on each member's own address.
+XCOM_PORT = 33061
 
 #: The recovery account every member creates (a throwaway group: the password is no secret).
 RECOVERY_USER = "gr_recovery"
-RECOVERY_PASSWORD = "gr-recovery-pw"  # noqa: S105 - throwaway group on loopback
-
-#: Unix socket paths longer than this do not fit ``sockaddr_un``.
-_MAX_SOCKET_PATH = 100
+RECOVERY_PASSWORD = "gr-recovery-pw"  # noqa: S105 - throwaway group on its own network
 
 _URL_ENV_VAR = "BATCHFLAG_TEST_DATABASE_URL"
 _POLL_INTERVAL = 0.25
@@ -109,33 +105,14 @@ class GroupReplicationError(RuntimeError):
 def grouprepl_available() -> str | None:
     """Tell whether a Group Replication group can be started on this machine.
 
-    Needs the ``mysql-9.7`` kind's binaries (its Debian root, built once into a cache),
-    the ``group_replication`` and ``mysql_clone`` plugins in that root, and root
-    privileges (the servers run under ``chroot``).
-
     Returns:
-        None if everything needed is present, else a one-line message saying what is
-        missing and how to get it.
+        None if the ``docker`` command is installed and an engine answers (the image is
+        built on first use), else a one-line message saying what is missing.
     """
-    if os.geteuid() != 0:
-        return (
-            "Group Replication test group unavailable: the MySQL servers run under chroot "
-            "in a Debian root, which needs root privileges; run the tests as root"
-        )
-    try:
-        binaries = binaries_for(KINDS[KIND])
-    except ServerNotAvailableError as exc:
-        return f"Group Replication test group unavailable: {exc}"
-    if binaries.root is None:
+    problem = docker_problem()
+    if problem is None:
         return None
-    missing = [p for p in _PLUGINS if not (binaries.root / _PLUGIN_DIR / p).is_file()]
-    if missing:
-        return (
-            f"Group Replication test group unavailable: {', '.join(missing)} missing from "
-            f"{binaries.root / _PLUGIN_DIR} (Debian package mysql-server-core): "
-            f"remove {binaries.root} to have it rebuilt"
-        )
-    return None
+    return f"Group Replication test group unavailable: its members run in containers, and {problem}"
 
 
 @dataclass(frozen=True)
@@ -143,11 +120,13 @@ class MemberState:
     """One row of ``performance_schema.replication_group_members``, as one member sees it.
 
     Attributes:
-        port: The member's SQL port (``MEMBER_PORT``; every member reports 127.0.0.1).
+        host: The member's address on the group's network (``MEMBER_HOST``, e.g. ``node0``).
+        port: Its SQL port there (``MEMBER_PORT``, 3306 for every member).
         state: ``ONLINE``, ``RECOVERING``, ``UNREACHABLE``, ``ERROR`` or ``OFFLINE``.
         role: ``PRIMARY`` or ``SECONDARY``.
     """
 
+    host: str
     port: int
     state: str
     role: str
@@ -155,48 +134,34 @@ class MemberState:
 
 @dataclass(frozen=True)
 class GroupMember:
-    """One member of a :class:`GroupReplicationCluster` (running or not).
+    """One member of a :class:`GroupReplicationCluster`, as it was when last (re)started.
 
-    Instances are immutable; :meth:`GroupReplicationCluster.restart_node` replaces the
-    entry in :attr:`GroupReplicationCluster.nodes` with one carrying the new pid.
+    :meth:`GroupReplicationCluster.restart_node` replaces the entry in
+    :attr:`GroupReplicationCluster.nodes` with one carrying the new pid.
 
     Attributes:
         index: Position in the group, from 0 (its ``server_id`` is ``index + 1``).
-        port: SQL port on 127.0.0.1.
-        xcom_port: Group communication (XCom) port on 127.0.0.1.
-        admin_port: Administrative connection port on 127.0.0.1.
-        directory: The member's directory, as this process sees it.
-        inner_directory: The same directory, as the server (inside its root) sees it.
-        pid: Process id of the member's ``mysqld`` (0 before the first start).
+        port: The member's published SQL port on 127.0.0.1.
+        address: Its host name on the group's network (``node0``...), which the group
+            reports as ``MEMBER_HOST``.
+        directory: Its datadir on the host (bind-mounted into its container).
+        container: Its container's name.
+        password: root's password.
+        pid: The host's process id of its ``mysqld`` (0 before the first start).
     """
 
     index: int
     port: int
-    xcom_port: int
-    admin_port: int
+    address: str
     directory: Path
-    inner_directory: str
+    container: str
+    password: str
     pid: int = 0
 
     @property
     def url(self) -> str:
-        """SQLAlchemy URL of this member, ``mysql+pymysql://root@127.0.0.1:PORT/``."""
-        return f"mysql+pymysql://root@127.0.0.1:{self.port}/"
-
-    @property
-    def socket(self) -> str:
-        """Path of the member's unix socket, as this process sees it."""
-        return str(self.directory / "mysqld.sock")
-
-    @property
-    def error_log(self) -> Path:
-        """The member's server error log."""
-        return self.directory / "error.log"
-
-    @property
-    def stdout_log(self) -> Path:
-        """The file receiving the member's stdout and stderr."""
-        return self.directory / "mysqld.out"
+        """SQLAlchemy URL of this member, ``mysql+pymysql://root:PASSWORD@127.0.0.1:PORT/``."""
+        return f"mysql+pymysql://root:{self.password}@127.0.0.1:{self.port}/"
 
     def connect(
         self, *, database: str | None = None, timeout: float = 10
@@ -210,40 +175,14 @@ class GroupMember:
         Returns:
             A new connection; the caller closes it.
         """
-        t = max(1, int(timeout))
-        return pymysql.connect(
-            host="127.0.0.1",
-            port=self.port,
-            user="root",
-            password="",
-            database=database,
-            connect_timeout=t,
-            read_timeout=t,
-            write_timeout=t,
-            autocommit=True,
-        )
-
-
-# Groups that are started and not yet stopped, torn down at interpreter exit.
-_LIVE: set[GroupReplicationCluster] = set()
-_LIVE_LOCK = threading.Lock()
-
-
-@atexit.register
-def _stop_all_at_exit() -> None:
-    """Stop every group that is still running when the interpreter exits."""
-    with _LIVE_LOCK:
-        groups = list(_LIVE)
-    for group in groups:
-        with contextlib.suppress(Exception):
-            group.stop()
+        return connect_root(self.port, self.password, database=database, timeout=timeout)
 
 
 class GroupReplicationCluster:
-    """A throwaway MySQL Group Replication group on 127.0.0.1.
+    """A throwaway MySQL Group Replication group, one container per member.
 
     Use as a context manager, or call :meth:`start` and :meth:`stop`. :meth:`stop` is
-    idempotent and also runs at interpreter exit for groups that were not stopped.
+    idempotent; containers and the network still there at interpreter exit are removed.
 
     Attributes:
         size: Number of members.
@@ -251,6 +190,7 @@ class GroupReplicationCluster:
             for single-primary mode (one primary, the others ``super_read_only``).
         nodes: One :class:`GroupMember` per member, in index order; empty until started.
         group_name: The group's UUID.
+        network: The group's Docker network name (None until started).
     """
 
     def __init__(
@@ -280,12 +220,14 @@ class GroupReplicationCluster:
         self.multi_primary = multi_primary
         self.nodes: list[GroupMember] = []
         self.group_name = str(uuid.uuid4())
+        self.network: str | None = None
         self._extra_args = list(extra_args)
         self._expel_timeout = expel_timeout
-        self._procs: dict[int, subprocess.Popen[bytes]] = {}
+        self._set = NodeSet("bf-grouprepl", size)
+        self._servers: list[ContainerServer] = []
+        self._subnet = ""
+        self._running: set[int] = set()
         self._lock = threading.RLock()
-        self._watchdog: Watchdog | None = None
-        self._binaries: ServerBinaries | None = None
         self._base: Path | None = None
 
     # -- context manager -------------------------------------------------
@@ -315,23 +257,28 @@ class GroupReplicationCluster:
         """Return every member's URL, in index order."""
         return [n.url for n in self.nodes]
 
-    def running(self) -> list[int]:
-        """Indexes of the members whose server process is running."""
-        return sorted(i for i, p in self._procs.items() if p.poll() is None)
+    def containers(self) -> list[str]:
+        """Every member's container name, in index order."""
+        return [s.name for s in self._servers]
 
-    def start(self, timeout: float = 120) -> None:
-        """Create the members, start them, form the group and wait until all are ONLINE.
+    def running(self) -> list[int]:
+        """Indexes of the members whose container runs."""
+        return sorted(i for i in self._running if self._servers[i].running())
+
+    def start(self, timeout: float = 180) -> None:
+        """Create the network and the members, form the group and wait until all are ONLINE.
 
         On any failure (including KeyboardInterrupt) everything started so far is
-        stopped and removed before the exception propagates.
+        removed before the exception propagates.
 
         Args:
-            timeout: Seconds allowed for the whole start.
+            timeout: Seconds allowed for the whole start (the image build, if the image
+                is missing, is not counted).
 
         Raises:
-            GroupReplicationError: Something needed is missing, a member fails to
-                start or join, or the group is not ONLINE in time; the message has
-                the tail of the failing member's log.
+            GroupReplicationError: No Docker engine, the image cannot be built, a member
+                fails to start or join, or the group is not ONLINE in time; the message
+                has the tail of the failing member's log.
             RuntimeError: If the group is already started.
         """
         with self._lock:
@@ -340,16 +287,18 @@ class GroupReplicationCluster:
             problem = grouprepl_available()
             if problem is not None:
                 raise GroupReplicationError(problem)
-            self._binaries = binaries_for(KINDS[KIND])
-            deadline = time.monotonic() + timeout
-            with _LIVE_LOCK:
-                _LIVE.add(self)
             try:
-                self._watchdog = Watchdog()
-                self._create_nodes()
-                self._initialise_all()
+                image = ensure_image(KINDS[KIND])
+            except ImageNotAvailableError as exc:
+                raise GroupReplicationError(
+                    f"Group Replication test group unavailable: {exc}"
+                ) from None
+            remove_stale()
+            deadline = time.monotonic() + timeout
+            try:
+                self._create(image)
                 for i in range(self.size):
-                    self._spawn(i)
+                    self._launch(i)
                 for i in range(self.size):
                     self._wait_answering(i, deadline)
                     self._prepare_member(i)
@@ -363,27 +312,19 @@ class GroupReplicationCluster:
                 raise
 
     def stop(self) -> None:
-        """Kill every member and remove the group's files.
+        """Remove every member's container, the network and the datadirs.
 
-        Idempotent, and safe on a partly started group. Members are killed with
-        SIGKILL: the group is throwaway, there is nothing to shut down cleanly.
+        Idempotent, and safe on a partly started group. Containers are removed with
+        ``docker rm -f`` (SIGKILL): the group is throwaway.
         """
         with self._lock:
-            for proc in list(self._procs.values()):
-                signal_group(proc, signal.SIGKILL)
-            for i in list(self._procs):
-                self._reap(i)
-            if self._base is not None:
-                shutil.rmtree(self._base, ignore_errors=True)
-                self._base = None
-            if self._watchdog is not None:
-                self._watchdog.close()
-                self._watchdog = None
-            with _LIVE_LOCK:
-                _LIVE.discard(self)
+            self._set.remove()
+            self._running.clear()
+            self._base = None
+            self.network = None
 
     def kill_node(self, i: int) -> None:
-        """SIGKILL member ``i`` (a crash: no shutdown, no leaving the group).
+        """``kill -9`` member ``i`` (``docker kill -s KILL``): no shutdown, no leaving.
 
         The datadir stays, so :meth:`restart_node` can bring the member back.
 
@@ -392,10 +333,9 @@ class GroupReplicationCluster:
         """
         with self._lock:
             self._check_index(i)
-            proc = self._procs.get(i)
-            if proc is not None:
-                signal_group(proc, signal.SIGKILL)
-                self._reap(i)
+            if i in self._running:
+                self._servers[i].kill()
+                self._running.discard(i)
 
     def stop_node(self, i: int, timeout: float = 60) -> None:
         """Shut member ``i`` down cleanly: it leaves the group, then its server stops.
@@ -405,8 +345,7 @@ class GroupReplicationCluster:
         """
         with self._lock:
             self._check_index(i)
-            proc = self._procs.get(i)
-            if proc is None:
+            if i not in self._running:
                 return
             with contextlib.suppress(pymysql.MySQLError):
                 conn = self.nodes[i].connect(timeout=timeout)
@@ -415,20 +354,17 @@ class GroupReplicationCluster:
                         cur.execute("STOP GROUP_REPLICATION")
                 finally:
                     conn.close()
-            signal_group(proc, signal.SIGTERM)
-            try:
-                proc.wait(timeout=timeout)
-            except subprocess.TimeoutExpired:
-                signal_group(proc, signal.SIGKILL)
-            self._reap(i)
+            self._servers[i].stop(timeout)
+            self._running.discard(i)
 
-    def restart_node(self, i: int, timeout: float = 120) -> None:
-        """Start member ``i`` again and wait until it has rejoined the group, ONLINE.
+    def restart_node(self, i: int, timeout: float = 180) -> None:
+        """Start member ``i`` again on its datadir and wait until it is back ONLINE.
 
         A member still running is killed first. The others must first have expelled
         its old incarnation (about 5 s after a kill with the default ``expel_timeout``
-        of this class); then it starts, rejoins with ``START GROUP_REPLICATION`` and
-        catches up by incremental recovery from a donor's binary log.
+        of this class); then a new container starts on the same datadir and port, the
+        member rejoins with ``START GROUP_REPLICATION`` and catches up by incremental
+        recovery from a donor's binary log.
 
         Raises:
             GroupReplicationError: It fails to start, rejoin or get ONLINE in time.
@@ -440,10 +376,10 @@ class GroupReplicationCluster:
             if self._base is None:
                 raise RuntimeError("group not started")
             deadline = time.monotonic() + timeout
-            if i in self._procs:
+            if i in self._running:
                 self.kill_node(i)
             self._wait_expelled(i, deadline)
-            self._spawn(i)
+            self._launch(i)
             self._wait_answering(i, deadline)
             self._start_group_replication(i, bootstrap=False)
             self._wait_online(self.running(), deadline)
@@ -459,8 +395,8 @@ class GroupReplicationCluster:
             with conn.cursor() as cur:
                 cur.execute(_MEMBERS_QUERY)
                 return [
-                    MemberState(int(port), str(state), str(role))
-                    for _host, port, state, role in cur.fetchall()
+                    MemberState(str(host), int(port), str(state), str(role))
+                    for host, port, state, role in cur.fetchall()
                     if port
                 ]
         finally:
@@ -472,16 +408,16 @@ class GroupReplicationCluster:
         Raises:
             GroupReplicationError: No member answers.
         """
-        by_port = {n.port: n.index for n in self.nodes}
+        by_host = {n.address: n.index for n in self.nodes}
         for i in self.running():
             try:
                 seen = self.members(i)
             except pymysql.MySQLError:
                 continue
             return sorted(
-                by_port[m.port]
+                by_host[m.host]
                 for m in seen
-                if m.role == "PRIMARY" and m.state == "ONLINE" and m.port in by_port
+                if m.role == "PRIMARY" and m.state == "ONLINE" and m.host in by_host
             )
         raise GroupReplicationError("no member of the group answers")
 
@@ -513,105 +449,54 @@ class GroupReplicationCluster:
 
     # -- internals -------------------------------------------------------
 
-    @property
-    def _bin(self) -> ServerBinaries:
-        if self._binaries is None:
-            raise RuntimeError("group not started")
-        return self._binaries
-
     def _check_index(self, i: int) -> None:
         if not 0 <= i < len(self.nodes):
             raise IndexError(f"no group member {i} (the group has {len(self.nodes)})")
 
-    def _reap(self, i: int) -> None:
-        reap(self._procs.pop(i), self._watchdog)
-
-    def _create_nodes(self) -> None:
-        base, inner = self._bin.scratch_dir("bfgr-")
-        self._base = base
-        if self._watchdog is not None:
-            self._watchdog.set_dir(str(base))
-        ports = free_ports(3 * self.size)
+    def _create(self, image: str) -> None:
+        """Make the temp dir, the network and the member descriptions."""
+        network, self._base = self._set.create(image)
+        self.network = network.name
+        self._subnet = network.subnet()
+        self._servers = self._set.servers
         self.nodes = []
-        for i in range(self.size):
-            directory = base / f"n{i}"
-            directory.mkdir()
-            (directory / "data").mkdir()
-            member = GroupMember(
-                index=i,
-                port=ports[3 * i],
-                xcom_port=ports[3 * i + 1],
-                admin_port=ports[3 * i + 2],
-                directory=directory,
-                inner_directory=f"{inner}/n{i}",
-            )
-            if len(member.socket) > _MAX_SOCKET_PATH:
-                raise GroupReplicationError(
-                    f"unix socket path too long ({len(member.socket)} chars): {member.socket}"
+        for i, server in enumerate(self._servers):
+            self.nodes.append(
+                GroupMember(
+                    index=i,
+                    port=0,
+                    address=server.alias,
+                    directory=server.datadir,
+                    container=server.name,
+                    password=server.password,
                 )
-            self.nodes.append(member)
-
-    def _initialise_all(self) -> None:
-        """``mysqld --initialize-insecure`` every datadir, all at once."""
-        running = []
-        for node in self.nodes:
-            args = [
-                "--no-defaults",
-                f"--datadir={node.inner_directory}/data",
-                "--initialize-insecure",
-                "--user=root",
-            ]
-            log = (node.directory / "initialize.log").open("wb")
-            cmd = self._bin.command(self._bin.server, *args)
-            running.append(
-                (node, log, subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT))  # noqa: S603 - the kind's own server binary
             )
-        failed = []
-        for node, log, proc in running:
-            rc = proc.wait(timeout=120)
-            log.close()
-            if rc != 0:
-                failed.append(
-                    f"member {node.index} (exit {rc}):\n{tail(str(node.directory / 'initialize.log'))}"
-                )
-        if failed:
-            raise GroupReplicationError("initialising a datadir failed: " + "\n".join(failed))
 
-    def _server_args(self, node: GroupMember) -> list[str]:
-        d = node.inner_directory
-        seeds = ",".join(f"127.0.0.1:{n.xcom_port}" for n in self.nodes)
+    def _server_args(self, i: int) -> list[str]:
+        """Member ``i``'s ``mysqld`` options (the entrypoint adds datadir, port, user)."""
+        node = self.nodes[i]
+        seeds = ",".join(f"{n.address}:{XCOM_PORT}" for n in self.nodes)
         args = [
-            "--no-defaults",
-            "--user=root",
-            f"--datadir={d}/data",
-            f"--socket={d}/mysqld.sock",
-            f"--pid-file={d}/mysqld.pid",
-            f"--log-error={d}/error.log",
-            f"--port={node.port}",
-            "--bind-address=127.0.0.1",
             "--skip-name-resolve",
             "--mysqlx=OFF",
-            "--secure-file-priv=NULL",
             "--innodb-buffer-pool-size=128M",
             "--innodb-flush-log-at-trx-commit=2",
             "--sync-binlog=0",
             "--max-connections=300",
-            f"--server-id={node.index + 1}",
+            f"--server-id={i + 1}",
             "--gtid-mode=ON",
             "--enforce-gtid-consistency=ON",
             "--log-bin=binlog",
             "--disabled-storage-engines=MyISAM,BLACKHOLE,FEDERATED,ARCHIVE,MEMORY",
-            "--report-host=127.0.0.1",
-            f"--report-port={node.port}",
-            "--admin-address=127.0.0.1",
-            f"--admin-port={node.admin_port}",
+            f"--report-host={node.address}",
+            "--report-port=3306",
             *(f"--plugin-load-add={p}" for p in _PLUGINS),
             f"--loose-group-replication-group-name={self.group_name}",
             "--loose-group-replication-start-on-boot=OFF",
             "--loose-group-replication-communication-stack=XCOM",
-            f"--loose-group-replication-local-address=127.0.0.1:{node.xcom_port}",
+            f"--loose-group-replication-local-address={node.address}:{XCOM_PORT}",
             f"--loose-group-replication-group-seeds={seeds}",
-            "--loose-group-replication-ip-allowlist=127.0.0.1/8",
+            f"--loose-group-replication-ip-allowlist={self._subnet},127.0.0.1/8",
             "--loose-group-replication-recovery-get-public-key=ON",
             f"--loose-group-replication-member-expel-timeout={self._expel_timeout}",
             "--loose-group-replication-autorejoin-tries=0",
@@ -621,89 +506,71 @@ class GroupReplicationCluster:
                 "--loose-group-replication-single-primary-mode=OFF",
                 "--loose-group-replication-enforce-update-everywhere-checks=ON",
             ]
-        return self._bin.command(self._bin.server, *args, *self._extra_args)
+        return [*args, *self._extra_args]
 
-    def _spawn(self, i: int) -> None:
+    def _launch(self, i: int) -> None:
+        """(Re)create member ``i``'s container on its datadir and note its port and pid."""
+        server = self._servers[i]
+        try:
+            server.recreate(self._server_args(i))
+        except ContainerError as exc:
+            raise GroupReplicationError(f"group member {i} cannot start: {exc}") from None
+        self._running.add(i)
         node = self.nodes[i]
-        proc = spawn(self._server_args(node), node.stdout_log, self._watchdog)
-        self._procs[i] = proc
-        self.nodes[i] = dataclasses.replace(node, pid=proc.pid)
+        self.nodes[i] = GroupMember(
+            index=i,
+            port=server.port,
+            address=node.address,
+            directory=node.directory,
+            container=server.name,
+            password=node.password,
+            pid=server.pid(),
+        )
 
     def _check_alive(self, i: int) -> None:
-        proc = self._procs.get(i)
-        if proc is None:
+        if i not in self._running:
             raise GroupReplicationError(f"group member {i} is not running (killed?)")
-        rc = proc.poll()
-        if rc is not None:
+        if not self._servers[i].running():
             raise GroupReplicationError(
-                f"group member {i} (port {self.nodes[i].port}) exited with status {rc}\n"
+                f"group member {i} (container {self.nodes[i].container}) has stopped\n"
                 + self._log_report(i)
             )
 
     def _log_report(self, i: int) -> str:
-        node = self.nodes[i]
-        log = tail(str(node.error_log), 400).splitlines()
+        log = self._servers[i].logs(400).splitlines()
         errors = [line for line in log[:-30] if "[ERROR]" in line][-10:]
         parts = []
         if errors:
-            parts.append(f"--- earlier errors in {node.error_log} ---\n" + "\n".join(errors))
-        parts.append(f"--- tail of {node.error_log} ---\n" + "\n".join(log[-30:]))
+            parts.append(
+                f"--- earlier errors of {self.nodes[i].container} ---\n" + "\n".join(errors)
+            )
+        parts.append(f"--- docker logs {self.nodes[i].container} ---\n" + "\n".join(log[-30:]))
         return "\n".join(parts)
 
-    def _socket_connection(self, i: int) -> pymysql.connections.Connection[pymysql.cursors.Cursor]:
-        """Connect as root over member ``i``'s unix socket, never leaking the socket on failure."""
-        path = self.nodes[i].socket
-        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        try:
-            sock.settimeout(5)
-            sock.connect(path)
-        except OSError as exc:
-            sock.close()
-            raise pymysql.err.OperationalError(2002, f"not listening yet: {exc}") from None
-        conn = pymysql.Connection(
-            unix_socket=path, user="root", password="", autocommit=True, defer_connect=True
-        )
-        conn.connect(sock)  # closes the socket itself if the handshake fails
-        return conn
-
     def _wait_answering(self, i: int, deadline: float) -> None:
-        """Wait until member ``i`` answers over TCP (over its socket before the first setup)."""
-        while True:
-            self._check_alive(i)
-            try:
-                conn = (
-                    self.nodes[i].connect(timeout=5)
-                    if self._has_tcp_root(i)
-                    else self._socket_connection(i)
-                )
-                conn.close()
-                return
-            except pymysql.MySQLError as exc:
-                if time.monotonic() >= deadline:
-                    raise GroupReplicationError(
-                        f"group member {i} (port {self.nodes[i].port}) did not answer in time "
-                        f"({exc})\n" + self._log_report(i)
-                    ) from None
-            time.sleep(_POLL_INTERVAL)
-
-    def _has_tcp_root(self, i: int) -> bool:
-        return (self.nodes[i].directory / ".accounts").exists()
+        """Wait until member ``i`` takes a TCP login as root."""
+        try:
+            self._servers[i].wait_ready(deadline)
+        except ContainerError as exc:
+            raise GroupReplicationError(f"group member {i}: {exc}") from None
 
     def _prepare_member(self, i: int) -> None:
-        """Accounts and the recovery channel, outside the binary log (see the module docstring)."""
-        conn = self._socket_connection(i)
+        """Forget the setup's GTIDs, then the recovery account and channel, unlogged."""
+        conn = self.nodes[i].connect(timeout=60)
         try:
             with conn.cursor() as cur:
+                cur.execute("SELECT @@GLOBAL.gtid_executed")
+                row = cur.fetchone()
+                if row and row[0]:
+                    cur.execute("RESET BINARY LOGS AND GTIDS")
                 cur.execute("SET SQL_LOG_BIN = 0")
-                cur.execute("CREATE USER IF NOT EXISTS 'root'@'127.0.0.1' IDENTIFIED BY ''")
-                cur.execute("GRANT ALL PRIVILEGES ON *.* TO 'root'@'127.0.0.1' WITH GRANT OPTION")
                 cur.execute(
-                    f"CREATE USER IF NOT EXISTS '{RECOVERY_USER}'@'127.0.0.1' "
+                    f"CREATE USER IF NOT EXISTS '{RECOVERY_USER}'@'%' "
                     f"IDENTIFIED BY '{RECOVERY_PASSWORD}'"
                 )
                 cur.execute(
                     "GRANT REPLICATION SLAVE, BACKUP_ADMIN, CLONE_ADMIN, CONNECTION_ADMIN, "
-                    f"GROUP_REPLICATION_STREAM ON *.* TO '{RECOVERY_USER}'@'127.0.0.1'"
+                    f"GROUP_REPLICATION_STREAM ON *.* TO '{RECOVERY_USER}'@'%'"
                 )
                 cur.execute("SET SQL_LOG_BIN = 1")
                 cur.execute(
@@ -711,13 +578,8 @@ class GroupReplicationCluster:
                     f"SOURCE_PASSWORD = '{RECOVERY_PASSWORD}' "
                     "FOR CHANNEL 'group_replication_recovery'"
                 )
-                cur.execute("SELECT @@GLOBAL.gtid_executed")
-                row = cur.fetchone()
-                if row and row[0]:  # pragma: no cover - --initialize logs nothing today
-                    cur.execute("RESET BINARY LOGS AND GTIDS")
         finally:
             conn.close()
-        (self.nodes[i].directory / ".accounts").touch()
 
     def _start_group_replication(self, i: int, *, bootstrap: bool) -> None:
         conn = self.nodes[i].connect(timeout=120)
@@ -739,7 +601,7 @@ class GroupReplicationCluster:
 
     def _wait_online(self, members: Sequence[int], deadline: float) -> None:
         """Wait until each of ``members`` sees exactly ``members``, all ONLINE."""
-        want = {self.nodes[i].port for i in members}
+        want = {self.nodes[i].address for i in members}
         last: dict[int, str] = {}
         while True:
             lagging = []
@@ -751,8 +613,8 @@ class GroupReplicationCluster:
                     last[i] = f"cannot ask ({exc})"
                     lagging.append(i)
                     continue
-                last[i] = ", ".join(f"{m.port} {m.state} {m.role}" for m in seen)
-                if {m.port for m in seen} != want or any(m.state != "ONLINE" for m in seen):
+                last[i] = ", ".join(f"{m.host} {m.state} {m.role}" for m in seen)
+                if {m.host for m in seen} != want or any(m.state != "ONLINE" for m in seen):
                     lagging.append(i)
             if not lagging:
                 return
@@ -765,14 +627,14 @@ class GroupReplicationCluster:
 
     def _wait_expelled(self, i: int, deadline: float) -> None:
         """Wait until no running member still lists member ``i`` (its old incarnation)."""
-        port = self.nodes[i].port
+        host = self.nodes[i].address
         for j in self.running():
             if j == i:
                 continue
             while True:
                 self._check_alive(j)
                 try:
-                    if all(m.port != port for m in self.members(j)):
+                    if all(m.host != host for m in self.members(j)):
                         break
                 except pymysql.MySQLError:
                     pass
@@ -803,13 +665,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     """
     parser = argparse.ArgumentParser(
         prog="python -m batchflag_db.testing.grouprepl",
-        description="Run a throwaway MySQL Group Replication group on 127.0.0.1 until Ctrl-C.",
+        description="Run a throwaway MySQL Group Replication group in containers until Ctrl-C.",
     )
     parser.add_argument("--size", type=int, default=3, help="number of members")
     parser.add_argument(
         "--multi-primary", action="store_true", help="multi-primary mode (default: single-primary)"
     )
-    parser.add_argument("--timeout", type=float, default=120, help="seconds allowed for startup")
+    parser.add_argument("--timeout", type=float, default=180, help="seconds allowed for startup")
     args = parser.parse_args(list(argv) if argv is not None else None)
 
     problem = grouprepl_available()

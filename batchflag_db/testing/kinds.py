@@ -1,9 +1,11 @@
 """The server kinds the project is tested on, and where each one's binaries come from.
 
 A kind names a server family and release line (``mariadb-10.11``, ``mariadb-11.8``,
-``mysql-9.7``). The host's own packages provide one of them (Debian 12 ships MariaDB
-10.11); the others come from a later Debian suite installed into a cached root
-(:mod:`batchflag_db.testing.debian_root`) and run there with ``chroot``.
+``mysql-9.7``) and the Debian suite whose packages provide it. Where the host's own
+packages are that kind (Debian 12 ships MariaDB 10.11) they are used as they are; otherwise
+the suite is installed into a cached root (:mod:`batchflag_db.testing.debian_root`) and
+run there with ``chroot``. The same root, turned into an image
+(:mod:`batchflag_db.testing.images`), is what the test suite starts in a container.
 """
 
 from __future__ import annotations
@@ -26,17 +28,20 @@ class ServerKind:
         flavour: ``"mariadb"`` or ``"mysql"``: how a datadir is initialised and which
             client tools (``mariadb``/``mariadb-dump`` or ``mysql``/``mysqldump``) it has.
         version: The release line ``SELECT VERSION()`` starts with, e.g. ``"9.7."``.
-        suite: The Debian suite whose packages provide it, or None for the host's own.
+        suite: The Debian suite whose packages provide it (its root and its image).
         packages: The Debian packages installed into that suite's root.
-        image: The container image testcontainers starts where a Docker engine answers.
     """
 
     name: str
     flavour: str
     version: str
-    suite: str | None
+    suite: str
     packages: tuple[str, ...]
-    image: str
+
+    @property
+    def image_repository(self) -> str:
+        """The name of the image built here for this kind, without its tag."""
+        return f"batchflag-db/{self.name}"
 
     def matches(self, version: str) -> bool:
         """Tell whether a server's ``SELECT VERSION()`` belongs to this kind."""
@@ -51,9 +56,9 @@ KINDS: dict[str, ServerKind] = {
             name="mariadb-10.11",
             flavour="mariadb",
             version="10.11.",
-            suite=None,
-            packages=("mariadb-server", "mariadb-client"),
-            image="mariadb:10.11",
+            suite="bookworm",
+            # galera-4, rsync and iproute2 (ss, for the rsync SST script): the Galera cluster.
+            packages=("mariadb-server", "mariadb-client", "galera-4", "rsync", "iproute2"),
         ),
         ServerKind(
             name="mariadb-11.8",
@@ -61,7 +66,6 @@ KINDS: dict[str, ServerKind] = {
             version="11.8.",
             suite="trixie",
             packages=("mariadb-server", "mariadb-client"),
-            image="mariadb:11.8",
         ),
         ServerKind(
             name="mysql-9.7",
@@ -69,12 +73,11 @@ KINDS: dict[str, ServerKind] = {
             version="9.7.",
             suite="sid",
             packages=("mysql-server-core", "mysql-client-core"),
-            image="mysql:9.7",
         ),
     )
 }
 
-#: The host's own server (Debian 12's MariaDB), used when nothing else is asked for.
+#: Debian 12's own server (the host's, on these machines), used when nothing else is asked for.
 DEFAULT_KIND = "mariadb-10.11"
 
 

@@ -5,11 +5,15 @@ Load it from your own ``conftest.py``; installing the package never loads it::
     pytest_plugins = ["batchflag_db.testing.plugin"]
 
 The server is chosen once per run (:func:`batchflag_db.testing.selection.acquire_server`):
-``BATCHFLAG_TEST_DATABASE_URL`` if set, else a throwaway server of the kind named by
-``--batchflag-server`` / ``BATCHFLAG_TEST_SERVER`` (``mariadb-10.11``, ``mariadb-11.8``,
-``mysql-9.7``). It starts when the session starts and is shared by pytest-xdist workers;
-the report header shows its ``SELECT VERSION()``. If no server can be had, every test
-that asks for one fails with the reason: never a silent skip.
+``BATCHFLAG_TEST_DATABASE_URL`` if set; else a container of ``BATCHFLAG_TEST_IMAGE``;
+else, for the kind named by ``--batchflag-server`` / ``BATCHFLAG_TEST_SERVER``
+(``mariadb-10.11``, ``mariadb-11.8``, ``mysql-9.7``), a container of the kind's image
+where a Docker engine answers, or a throwaway server process. It starts when the session
+starts, in the pytest-xdist controller, and the workers reuse it; a container is removed
+when the session ends (also on Ctrl-C and SIGTERM). The report header shows its
+``SELECT VERSION()`` and, for a container, the image and the container's id and name.
+If no server can be had, every test that asks for one fails with the reason: never a
+silent skip.
 
 Fixtures, each an override point (define one of the same name in your conftest):
 

@@ -1,18 +1,24 @@
 """How a test session gets its server, tried in this order.
 
 1. a URL from ``BATCHFLAG_TEST_DATABASE_URL`` (e.g. a MySQL someone runs);
-2. a throwaway server of the asked-for kind (``BATCHFLAG_TEST_SERVER``, default
-   ``mariadb-10.11``), from the host's binaries when they are that kind, else from the
-   kind's cached Debian root (built on first use);
-3. a container of that kind through testcontainers, where a Docker engine answers;
-4. otherwise a failure saying which of them to provide. Never a silent skip.
+2. an image from ``BATCHFLAG_TEST_IMAGE``: any image that honours the official
+   mariadb/mysql images' environment (``MYSQL_ROOT_PASSWORD``...), started through
+   testcontainers (:mod:`batchflag_db.testing.containers`);
+3. the image of the asked-for kind (``BATCHFLAG_TEST_SERVER``, default ``mariadb-10.11``)
+   through testcontainers, where a Docker engine answers: built here from the kind's
+   Debian root if it is missing (:mod:`batchflag_db.testing.images`);
+4. a throwaway server process of that kind, from the host's binaries when they are that
+   kind, else from the kind's cached Debian root (built on first use);
+5. otherwise a failure saying which of them to provide. Never a silent skip.
+
+A container gets the same server options a throwaway process does
+(:func:`batchflag_db.testing.settings.server_settings`), as command arguments.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
-import socket
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -21,10 +27,14 @@ from sqlalchemy.engine import URL, make_url
 
 from batchflag_db.config import normalize_url
 from batchflag_db.testing.binaries import ServerBinaries, ServerNotAvailableError, binaries_for
+from batchflag_db.testing.containers import ServerContainer, engine_problem
+from batchflag_db.testing.images import ImageNotAvailableError, ensure_image
 from batchflag_db.testing.kinds import KIND_VARIABLE, KINDS, ServerKind, kind_named
 from batchflag_db.testing.server import ThrowawayServer
+from batchflag_db.testing.settings import server_settings
 
 __all__ = [
+    "IMAGE_VARIABLE",
     "URL_VARIABLE",
     "NoServerError",
     "SessionServer",
@@ -34,14 +44,18 @@ __all__ = [
 ]
 
 URL_VARIABLE = "BATCHFLAG_TEST_DATABASE_URL"
+IMAGE_VARIABLE = "BATCHFLAG_TEST_IMAGE"
 
 NO_SERVER_MESSAGE = (
     "no database server for the tests. Provide one of: "
     f"(1) {URL_VARIABLE}=mysql+pymysql://USER:PASSWORD@HOST:PORT/ (the tests create and drop "
-    "their own databases there); (2) local server binaries of the kind asked for "
-    f"({KIND_VARIABLE}, default mariadb-10.11: `apt-get install mariadb-server`), or, for "
-    "mariadb-11.8 and mysql-9.7, root rights and `apt-get install debootstrap` to build its "
-    "Debian root; (3) a running Docker engine for testcontainers."
+    f"their own databases there); (2) {IMAGE_VARIABLE}=IMAGE, an image that takes "
+    "MYSQL_ROOT_PASSWORD like the official mariadb/mysql ones, and a running Docker engine; "
+    f"(3) a running Docker engine (Debian: apt-get install docker.io) with root rights and "
+    f"`apt-get install debootstrap`, to build the kind's image ({KIND_VARIABLE}, default "
+    "mariadb-10.11) from its Debian root; (4) local server binaries of that kind "
+    "(mariadb-10.11: `apt-get install mariadb-server`), or root rights and debootstrap to "
+    "build its Debian root."
 )
 
 
@@ -92,48 +106,29 @@ def kind_of_version(version: str) -> ServerKind | None:
     return next((kind for kind in KINDS.values() if kind.matches(version)), None)
 
 
-def _docker_answers(environ: dict[str, str]) -> str | None:
-    """Return None if a Docker engine answers /_ping, else why not.
-
-    Probed with a plain socket: docker-py leaks its socket when the engine is absent.
-    """
-    host = environ.get("DOCKER_HOST", "unix:///var/run/docker.sock")
-    try:
-        if host.startswith("unix://"):
-            sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-            address: str | tuple[str, int] = host.removeprefix("unix://")
-        elif host.startswith("tcp://"):
-            name, _, port = host.removeprefix("tcp://").partition(":")
-            sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-            address = (name, int(port or 2375))
-        else:
-            return f"unsupported DOCKER_HOST {host!r}"
-    except (OSError, ValueError) as exc:
-        return f"{host}: {exc}"
-    with sock:
-        try:
-            sock.settimeout(3)
-            sock.connect(address)
-            sock.sendall(b"GET /_ping HTTP/1.0\r\nHost: docker\r\n\r\n")
-            reply = sock.recv(64)
-        except OSError as exc:
-            return f"no Docker engine at {host}: {exc}"
-    if b" 200 " not in reply:
-        return f"Docker engine at {host} answered {reply[:30]!r}"
+def _binaries(kind: ServerKind | None) -> ServerBinaries | None:
+    """The kind's local binaries, for second servers and client tools, if they are here."""
+    if kind is None:
+        return None
+    with contextlib.suppress(ServerNotAvailableError):
+        return binaries_for(kind)
     return None
 
 
 @contextlib.contextmanager
-def _container(kind: ServerKind) -> Iterator[str]:
-    try:  # testcontainers >= 4.15 moved the class
-        from testcontainers.community.mysql import MySqlContainer  # noqa: PLC0415
-    except ImportError:  # pragma: no cover - older testcontainers
-        from testcontainers.mysql import MySqlContainer  # noqa: PLC0415
-
-    with MySqlContainer(kind.image, username="root", password="test") as container:  # noqa: S106 - a throwaway container
-        host = container.get_container_host_ip()
-        port = container.get_exposed_port(3306)
-        yield f"mysql+pymysql://root:test@{host}:{port}/"
+def _in_container(image: str, kind: ServerKind | None, note: str = "") -> Iterator[SessionServer]:
+    """Run ``image`` through testcontainers for the session; remove it afterwards."""
+    args = server_settings(kind.flavour if kind else None)
+    with ServerContainer(image, args=args) as container:
+        version = server_version(container.url)
+        found = kind or kind_of_version(version)
+        yield SessionServer(
+            container.url,
+            f"testcontainers {container.describe()}{note}",
+            found,
+            version,
+            _binaries(found),
+        )
 
 
 @contextlib.contextmanager
@@ -161,28 +156,30 @@ def acquire_server(
         url = normalize_url(given)._replace(database=None)
         version = server_version(url)
         found = kind or kind_of_version(version)
-        binaries = None
-        if found is not None:
-            with contextlib.suppress(ServerNotAvailableError):
-                binaries = binaries_for(found)
-        yield SessionServer(url, URL_VARIABLE, found, version, binaries)
+        yield SessionServer(url, URL_VARIABLE, found, version, _binaries(found))
+        return
+    image = environ.get(IMAGE_VARIABLE)
+    if image:
+        with _in_container(image, kind) as found_server:
+            yield found_server
         return
     kind = kind or kind_named(None)
+    docker_problem = engine_problem(environ)
+    if docker_problem is None:
+        try:
+            image = ensure_image(kind, environ)
+        except ImageNotAvailableError as exc:
+            docker_problem = f"{kind.name}'s image: {exc}"
+        else:
+            with _in_container(image, kind) as found_server:
+                yield found_server
+            return
     try:
         server = ThrowawayServer(kind=kind)
     except ServerNotAvailableError as local_error:
-        docker_error = _docker_answers(environ)
-        if docker_error is not None:
-            raise NoServerError(
-                f"{NO_SERVER_MESSAGE}\n  {kind.name} locally: {local_error}\n"
-                f"  docker: {docker_error}"
-            ) from None
-        with _container(kind) as container_url:
-            url = make_url(container_url)._replace(database=None)
-            yield SessionServer(
-                url, f"testcontainers {kind.image}", kind, server_version(url), None
-            )
-        return
+        raise NoServerError(
+            f"{NO_SERVER_MESSAGE}\n  docker: {docker_problem}\n  {kind.name} locally: {local_error}"
+        ) from None
     with server:
         url = make_url(server.url)._replace(database=None)
         yield SessionServer(

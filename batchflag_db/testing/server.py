@@ -26,6 +26,7 @@ from batchflag_db.testing.binaries import (
     find_host_binaries,
 )
 from batchflag_db.testing.kinds import ServerKind, kind_named
+from batchflag_db.testing.settings import server_settings
 
 __all__ = ["ServerNotAvailableError", "ThrowawayServer", "free_port"]
 
@@ -122,20 +123,12 @@ class ThrowawayServer:
             "--bind-address=127.0.0.1",
             f"--pid-file={self._inner}/mysqld.pid",
             f"--log-error={self._inner}/error.log",
-            "--skip-name-resolve",
-            "--innodb-buffer-pool-size=256M",
-            f"--innodb-flush-log-at-trx-commit={1 if self.durable else 2}",
-            "--max-connections=500",
+            *server_settings(self.flavour, durable=self.durable, binlog=self.binlog),
         ]
-        if not self.binlog:
-            args += ["--skip-log-bin"]
-        if self.flavour == "mariadb":
-            if not self.durable:
-                args += ["--innodb-doublewrite=0"]
-        else:
+        if self.flavour == "mysql":
             # MySQL aborts unless secure-file-priv names an existing directory (Debian's
             # default does not exist in a minimal root); NULL turns file import/export off.
-            args += ["--mysqlx=OFF", "--secure-file-priv=NULL"]
+            args += ["--secure-file-priv=NULL"]
         if os.geteuid() == 0:
             args.append("--user=root")
         return self.binaries.command(self.binary, *args, *self.extra_args)
@@ -220,11 +213,14 @@ class ThrowawayServer:
 
     def _prepare_accounts(self) -> None:
         # Over the socket, root exists on every flavour; make root@127.0.0.1 usable over TCP.
+        # root@'%' too, as a container has it (the server listens on 127.0.0.1 only): a
+        # dump of a container's database names it as its routines' definer.
         conn = self._socket_connection()
         try:
             with conn.cursor() as cur:
-                cur.execute("CREATE USER IF NOT EXISTS 'root'@'127.0.0.1' IDENTIFIED BY ''")
-                cur.execute("GRANT ALL PRIVILEGES ON *.* TO 'root'@'127.0.0.1' WITH GRANT OPTION")
+                for host in ("127.0.0.1", "%"):
+                    cur.execute(f"CREATE USER IF NOT EXISTS 'root'@'{host}' IDENTIFIED BY ''")
+                    cur.execute(f"GRANT ALL PRIVILEGES ON *.* TO 'root'@'{host}' WITH GRANT OPTION")
         finally:
             conn.close()
 
