@@ -6,14 +6,16 @@ import contextlib
 import functools
 import os
 import subprocess
-import sys
-from collections.abc import Callable, Iterator
+import traceback
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 import pymysql
 import pytest
+from click.testing import CliRunner
 from sqlalchemy.engine import URL
 
+from batchflag_db.cli import cli
 from batchflag_db.testing.binaries import (
     ServerBinaries,
     ServerNotAvailableError,
@@ -113,20 +115,29 @@ def insert_batches(conn: pymysql.Connection, n: int) -> list[int]:
     return ids
 
 
-def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
-    """Run ``batchflag ARGS`` in a fresh interpreter (the same code as the console script)."""
-    return subprocess.run(
-        [
-            sys.executable,
-            "-c",
-            "from batchflag_db.cli import main; raise SystemExit(main())",
-            *args,
-        ],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
+def url_text(url: URL) -> str:
+    """``url`` as text with its password, as ``--url`` takes it."""
+    return url.render_as_string(hide_password=False)
+
+
+def run_cli(
+    *args: str, env: Mapping[str, str | None] | None = None, input: str | None = None
+) -> subprocess.CompletedProcess[str]:
+    """Run ``batchflag ARGS`` in this process through Click's CliRunner (the console
+    script's code, without starting an interpreter).
+
+    The result reads as a process's would: the exit code as ``returncode``, stdout and
+    stderr apart. An exception the command lets escape is on stderr as the interpreter
+    would print it (``Traceback ...``, exit code 1), so a test can still assert that
+    there is none. ``env`` sets (or, with None, unsets) variables for the run only.
+    """
+    result = CliRunner().invoke(
+        cli, list(args), env=env, input=input, prog_name="batchflag", catch_exceptions=True
     )
+    stderr = result.stderr
+    if result.exc_info is not None and not isinstance(result.exception, SystemExit):
+        stderr += "".join(traceback.format_exception(*result.exc_info))
+    return subprocess.CompletedProcess(list(args), result.exit_code, result.stdout, stderr)
 
 
 def current_rows(conn: pymysql.Connection) -> list[int]:

@@ -23,13 +23,9 @@ from sqlalchemy.engine import URL
 from batchflag_db import migrate
 from batchflag_db._schema import CURRENT_ROUTINE_FILES, TABLE, VERSION_TABLE
 from batchflag_db.cli import cli
-from tests.conftest import client_args, connect, current_rows
+from tests.conftest import client_args, connect, current_rows, url_text
 
 REPO = Path(__file__).resolve().parent.parent
-
-
-def url_text(url: URL) -> str:
-    return url.render_as_string(hide_password=False)
 
 
 def batchflag(*args: str) -> str:
