@@ -75,6 +75,46 @@ def add_batches(connect_db: Callable[..., pymysql.Connection]) -> Callable[[int]
     return factory
 
 
+@pytest.fixture
+def db(connect_db: Callable[..., pymysql.Connection]) -> pymysql.Connection:
+    """An autocommit PyMySQL connection to a fresh database at head."""
+    return connect_db(autocommit=True)
+
+
+def insert_statuses(conn: pymysql.Connection, *statuses: str | None) -> list[int]:
+    """Insert one batch per status (in order, so ids ascend) and return their ids."""
+    ids = []
+    with conn.cursor() as cur:
+        for number, status in enumerate(statuses, start=1):
+            cur.execute(
+                "INSERT INTO batchStatus (batchDate, batchNumber, batchStatus) "
+                "VALUES ('2026-11-28', %s, %s)",
+                (number, status),
+            )
+            ids.append(int(cur.lastrowid))
+    return ids
+
+
+def call_procedure(conn: pymysql.Connection, sql: str) -> list[tuple[Any, ...]]:
+    """Run a CALL on a PyMySQL connection; return its first result set, drain the rest."""
+    with conn.cursor() as cur:
+        cur.execute(sql)
+        rows = list(cur.fetchall()) if cur.description else []
+        while cur.nextset():
+            pass
+    return rows
+
+
+def apply_script(url: URL, script: str) -> subprocess.CompletedProcess[str]:
+    """Feed ``script`` to the run's kind's command-line client as a DBA would
+    (`mariadb DB < script.sql`); assert it succeeded and return what it printed."""
+    done = subprocess.run(
+        client_args(url), input=script, capture_output=True, text=True, timeout=120, check=False
+    )
+    assert done.returncode == 0, done.stderr
+    return done
+
+
 def client_args(url: URL, tool: str | None = None) -> list[str]:
     """The run's kind's command-line client (or ``tool``, e.g. its dump tool) reaching ``url``."""
     binaries = session_binaries()

@@ -31,7 +31,7 @@ from batchflag_db.alembic import include_object
 from batchflag_db.dashboard import resolve_dashboard_batch
 from batchflag_db.doctor import diagnose
 from batchflag_db.errors import ConfigurationError
-from tests.conftest import client_args, connect, run_cli
+from tests.conftest import apply_script, connect, run_cli
 
 SCOPE_TYPE = "varchar(32) CHARACTER SET utf8mb4 COLLATE utf8mb4_bin"
 NAMES = (
@@ -162,14 +162,6 @@ class TeamProject:
         done = self.alembic(*args)
         assert done.returncode == 0, done.stdout + done.stderr
         return done.stdout
-
-
-def apply_script(url: URL, script: str) -> None:
-    """Feed a --sql script to the run's kind's command-line client, as a DBA would."""
-    done = subprocess.run(
-        client_args(url), input=script, capture_output=True, text=True, timeout=120, check=False
-    )
-    assert done.returncode == 0, done.stderr
 
 
 def call(url: URL, statement: str, *args: Any) -> tuple[Any, ...] | None:
