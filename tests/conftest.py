@@ -23,6 +23,7 @@ from batchflag_db.testing.binaries import (
     find_host_binaries,
 )
 from batchflag_db.testing.kinds import DEFAULT_KIND, KIND_VARIABLE, kind_named
+from batchflag_db.testing.selection import plain_loopback_options
 
 pytest_plugins = ["batchflag_db.testing.plugin"]
 
@@ -38,14 +39,15 @@ def session_binaries() -> ServerBinaries:
 
 
 def connect(url: URL, **kwargs: Any) -> pymysql.Connection:
-    """A PyMySQL connection to ``url`` (its database, if any)."""
+    """A PyMySQL connection to ``url`` (its database, if any); no TLS for a root login on
+    this machine (:func:`~batchflag_db.testing.selection.plain_loopback_options`)."""
     return pymysql.connect(
         host=url.host or "127.0.0.1",
         port=url.port or 3306,
         user=url.username or "root",
         password=url.password or "",
         database=url.database,
-        **kwargs,
+        **{**plain_loopback_options(url), **kwargs},
     )
 
 

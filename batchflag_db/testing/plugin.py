@@ -44,7 +44,12 @@ from sqlalchemy.engine import URL, Engine
 
 from batchflag_db import migrate
 from batchflag_db.testing.kinds import KIND_VARIABLE, KINDS
-from batchflag_db.testing.selection import URL_VARIABLE, SessionServer, acquire_server
+from batchflag_db.testing.selection import (
+    URL_VARIABLE,
+    SessionServer,
+    acquire_server,
+    plain_loopback_options,
+)
 from batchflag_db.testing.server import ThrowawayServer
 from batchflag_db.testing.template import copy_database
 
@@ -133,6 +138,7 @@ def _admin(url: URL) -> pymysql.Connection:
         user=url.username or "root",
         password=url.password or "",
         autocommit=True,
+        **plain_loopback_options(url),
     )
 
 
@@ -212,8 +218,15 @@ def freshly_migrated_url(db_url: URL) -> URL:
 
 @pytest.fixture
 def engine(migrated_url: URL) -> Iterator[Engine]:
-    """A SQLAlchemy Engine on the migrated database (no pooling); disposed afterwards."""
-    eng = create_engine(migrated_url, poolclass=pool.NullPool)
+    """A SQLAlchemy Engine on the migrated database (no pooling); disposed afterwards.
+
+    Through PyMySQL to a server on this machine it connects without TLS
+    (:func:`~batchflag_db.testing.selection.plain_loopback_options`).
+    """
+    options = (
+        plain_loopback_options(migrated_url) if migrated_url.get_driver_name() == "pymysql" else {}
+    )
+    eng = create_engine(migrated_url, poolclass=pool.NullPool, connect_args=options)
     yield eng
     eng.dispose()
 
