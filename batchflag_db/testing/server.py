@@ -93,6 +93,9 @@ class ThrowawayServer:
         self._inner = inner
         self.socket = str(self._tmp / "mysqld.sock")
         self.log_path = self._tmp / "error.log"
+        # The server's own temporary files (implicit temporary tables, filesorts) stay
+        # in its scratch directory: a shared /tmp may be swept under it.
+        (self._tmp / "scratch").mkdir(exist_ok=True)
         self.port = free_port()
         self.process: subprocess.Popen[bytes] | None = None
         self._initialised = False
@@ -122,6 +125,7 @@ class ThrowawayServer:
             "--bind-address=127.0.0.1",
             f"--pid-file={self._inner}/mysqld.pid",
             f"--log-error={self._inner}/error.log",
+            f"--tmpdir={self._inner}/scratch",
             "--skip-name-resolve",
             "--innodb-buffer-pool-size=256M",
             f"--innodb-flush-log-at-trx-commit={1 if self.durable else 2}",
