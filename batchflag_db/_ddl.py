@@ -6,6 +6,7 @@ behaviour stable, because released revisions depend on it.
 
 from __future__ import annotations
 
+import functools
 import logging
 import re
 from typing import Any
@@ -57,6 +58,7 @@ def rows(sql: str, **params: Any) -> list[tuple[Any, ...]]:
     return [tuple(r) for r in op.get_bind().execute(text(sql), params)]
 
 
+@functools.lru_cache(maxsize=256)  # a pure scan of the same few routine texts, char by char
 def strip_sql_comments(sql: str) -> str:
     """Return ``sql`` without its comments, keeping everything else byte for byte.
 

@@ -397,6 +397,7 @@ def take_snapshot(
     Raises:
         SchemaNotReadyError: Migrations not applied (revision 0004 or later needed).
         DatabaseConnectionError: The server cannot be reached.
+        ConfigurationError: ``BATCHFLAG_STUCK_AFTER`` is not a whole number of seconds.
         BatchFlagError: Any other server error.
     """
     count = _positive_int(flips, "limit")

@@ -37,7 +37,7 @@ from batchflag_db.errors import (
     BatchFlagError,
     driver_error_details,
 )
-from batchflag_db.locks import STUCK_AFTER, find_lock_holders
+from batchflag_db.locks import find_lock_holders, stuck_after
 
 __all__ = ["Finding", "Report", "diagnose", "normalize_body", "routine_body"]
 
@@ -641,8 +641,9 @@ class _Doctor:
         return definers
 
     def check_stuck_transactions(self) -> None:
-        """A transaction holding row locks for STUCK_AFTER s or more blocks every flip."""
-        report = find_lock_holders(self.link, self.inst, older_than=STUCK_AFTER)
+        """A transaction holding row locks long blocks every flip (``stuck_after()``, 10 s)."""
+        threshold = stuck_after()
+        report = find_lock_holders(self.link, self.inst, older_than=threshold)
         if report.unreadable is not None:
             self.add("note", "open transactions", report.unreadable)
         elif report.holders:
@@ -658,7 +659,7 @@ class _Doctor:
             self.add(
                 "ok",
                 "open transactions",
-                f"no transaction has held row locks for {STUCK_AFTER} s or more",
+                f"no transaction has held row locks for {threshold} s or more",
             )
 
     def show_create(self, name: str) -> str | None:
@@ -721,6 +722,7 @@ def diagnose(conn: Connectable, *, command: str = "batchflag") -> Report:
 
     Raises:
         DatabaseConnectionError: The server could not be reached.
+        ConfigurationError: ``BATCHFLAG_STUCK_AFTER`` is not a whole number of seconds.
         BatchFlagError: This account may not read the version table, the table
             holds several revisions, or the server refused a query no check can do
             without (``errno`` and ``sqlstate`` kept).

@@ -22,29 +22,35 @@ The statements (:func:`holder_queries`) and the reading of their rows
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import os
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from batchflag_db._connection import Link
-from batchflag_db.errors import BatchFlagError
+from batchflag_db.errors import BatchFlagError, ConfigurationError
 from batchflag_db.installation import DEFAULT, Installation
 from batchflag_db.installation import read as read_installation
 
 __all__ = [
     "STUCK_AFTER",
+    "STUCK_AFTER_VARIABLE",
     "Blocker",
     "LockReport",
     "find_lock_holders",
     "holder_queries",
     "lock_report",
+    "stuck_after",
     "stuck_warnings",
     "unreadable_report",
 ]
 
-#: Seconds after which status, doctor and watch call a transaction holding locks stuck
-#: (a flip holds its locks for about a millisecond).
+#: The default of :func:`stuck_after`: seconds after which status, doctor and watch call a
+#: transaction holding locks stuck (a flip holds its locks for about a millisecond).
 STUCK_AFTER = 10
+
+#: The environment variable that overrides :data:`STUCK_AFTER` (whole seconds, 1 or more).
+STUCK_AFTER_VARIABLE = "BATCHFLAG_STUCK_AFTER"
 
 _HOLDERS = """
 SELECT t.trx_mysql_thread_id, p.USER, p.HOST, p.DB,
@@ -219,14 +225,49 @@ def find_lock_holders(
     return unreadable_report(error)
 
 
+def stuck_after(environ: Mapping[str, str] | None = None) -> int:
+    """Seconds after which status, doctor and watch call a transaction holding locks stuck.
+
+    ``BATCHFLAG_STUCK_AFTER`` (:data:`STUCK_AFTER_VARIABLE`) when set, else
+    :data:`STUCK_AFTER` (10 s). A test suite sets it low to see a stuck transaction
+    reported without waiting 10 s; an operator may set it higher on a system whose
+    own transactions are long.
+
+    Args:
+        environ: The variables to read (default: ``os.environ``).
+
+    Raises:
+        ConfigurationError: The variable is not a whole number of seconds, 1 or more.
+    """
+    value = (os.environ if environ is None else environ).get(STUCK_AFTER_VARIABLE)
+    if value is None or not value.strip():
+        return STUCK_AFTER
+    try:
+        seconds = int(value)
+    except ValueError:
+        seconds = 0
+    if seconds < 1:
+        raise ConfigurationError(
+            f"{STUCK_AFTER_VARIABLE}={value!r} is not a whole number of seconds: set it to "
+            f"1 or more, or unset it for the default of {STUCK_AFTER}"
+        )
+    return seconds
+
+
 def stuck_warnings(
-    link: Link, inst: Installation | None = None, older_than: int = STUCK_AFTER
+    link: Link, inst: Installation | None = None, older_than: int | None = None
 ) -> list[str]:
     """One line per transaction holding locks for ``older_than`` s or more (status, watch).
 
-    ``inst`` is as for :func:`find_lock_holders`. An account that may not read the
-    server's tables gets one line saying so.
+    ``inst`` is as for :func:`find_lock_holders`; ``older_than`` defaults to
+    :func:`stuck_after`. An account that may not read the server's tables gets one
+    line saying so.
+
+    Raises:
+        ConfigurationError: ``BATCHFLAG_STUCK_AFTER`` is set to no whole number of seconds.
     """
+    if older_than is None:
+        older_than = stuck_after()
     report = find_lock_holders(link, inst, older_than=older_than)
     if report.unreadable is not None:
         return [f"note: {report.unreadable}"]

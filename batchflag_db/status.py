@@ -32,7 +32,8 @@ def read_status(
     "batches": [rows], "table": name}``, each row a dict of :data:`STATUS_COLUMNS` (with
     the installation's own id, status and flag columns, and its scope column; those the
     table lacks are left out); ``warnings`` names transactions that have held row locks
-    for :data:`~batchflag_db.locks.STUCK_AFTER` seconds or more (a forgotten commit). The
+    for :func:`~batchflag_db.locks.stuck_after` seconds or more (10, or
+    ``BATCHFLAG_STUCK_AFTER``; a forgotten commit). The
     current batch is found through the unique key column, as the wrapper reads it; with a
     scope column, ``scope`` picks the scope (its latest batches too), and without one
     ``current_batches`` lists the current batch of every scope.
@@ -44,7 +45,8 @@ def read_status(
 
     Raises:
         SchemaNotReadyError: The table or its key column is missing: not migrated.
-        ConfigurationError: ``scope`` given to an installation without a scope column.
+        ConfigurationError: ``scope`` given to an installation without a scope column,
+            or ``BATCHFLAG_STUCK_AFTER`` is not a whole number of seconds.
         BatchFlagError: Any other server error.
     """
     with connect(conn, isolation_level=None) as link:

@@ -6,14 +6,16 @@ import contextlib
 import functools
 import os
 import subprocess
-import sys
-from collections.abc import Callable, Iterator
+import traceback
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 import pymysql
 import pytest
+from click.testing import CliRunner
 from sqlalchemy.engine import URL
 
+from batchflag_db.cli import cli
 from batchflag_db.testing.binaries import (
     ServerBinaries,
     ServerNotAvailableError,
@@ -21,6 +23,7 @@ from batchflag_db.testing.binaries import (
     find_host_binaries,
 )
 from batchflag_db.testing.kinds import DEFAULT_KIND, KIND_VARIABLE, kind_named
+from batchflag_db.testing.selection import plain_loopback_options
 
 pytest_plugins = ["batchflag_db.testing.plugin"]
 
@@ -36,14 +39,15 @@ def session_binaries() -> ServerBinaries:
 
 
 def connect(url: URL, **kwargs: Any) -> pymysql.Connection:
-    """A PyMySQL connection to ``url`` (its database, if any)."""
+    """A PyMySQL connection to ``url`` (its database, if any); no TLS for a root login on
+    this machine (:func:`~batchflag_db.testing.selection.plain_loopback_options`)."""
     return pymysql.connect(
         host=url.host or "127.0.0.1",
         port=url.port or 3306,
         user=url.username or "root",
         password=url.password or "",
         database=url.database,
-        **kwargs,
+        **{**plain_loopback_options(url), **kwargs},
     )
 
 
@@ -71,6 +75,46 @@ def add_batches(connect_db: Callable[..., pymysql.Connection]) -> Callable[[int]
         return insert_batches(connect_db(autocommit=True), n)
 
     return factory
+
+
+@pytest.fixture
+def db(connect_db: Callable[..., pymysql.Connection]) -> pymysql.Connection:
+    """An autocommit PyMySQL connection to a fresh database at head."""
+    return connect_db(autocommit=True)
+
+
+def insert_statuses(conn: pymysql.Connection, *statuses: str | None) -> list[int]:
+    """Insert one batch per status (in order, so ids ascend) and return their ids."""
+    ids = []
+    with conn.cursor() as cur:
+        for number, status in enumerate(statuses, start=1):
+            cur.execute(
+                "INSERT INTO batchStatus (batchDate, batchNumber, batchStatus) "
+                "VALUES ('2026-11-28', %s, %s)",
+                (number, status),
+            )
+            ids.append(int(cur.lastrowid))
+    return ids
+
+
+def call_procedure(conn: pymysql.Connection, sql: str) -> list[tuple[Any, ...]]:
+    """Run a CALL on a PyMySQL connection; return its first result set, drain the rest."""
+    with conn.cursor() as cur:
+        cur.execute(sql)
+        rows = list(cur.fetchall()) if cur.description else []
+        while cur.nextset():
+            pass
+    return rows
+
+
+def apply_script(url: URL, script: str) -> subprocess.CompletedProcess[str]:
+    """Feed ``script`` to the run's kind's command-line client as a DBA would
+    (`mariadb DB < script.sql`); assert it succeeded and return what it printed."""
+    done = subprocess.run(
+        client_args(url), input=script, capture_output=True, text=True, timeout=120, check=False
+    )
+    assert done.returncode == 0, done.stderr
+    return done
 
 
 def client_args(url: URL, tool: str | None = None) -> list[str]:
@@ -113,20 +157,29 @@ def insert_batches(conn: pymysql.Connection, n: int) -> list[int]:
     return ids
 
 
-def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
-    """Run ``batchflag ARGS`` in a fresh interpreter (the same code as the console script)."""
-    return subprocess.run(
-        [
-            sys.executable,
-            "-c",
-            "from batchflag_db.cli import main; raise SystemExit(main())",
-            *args,
-        ],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
+def url_text(url: URL) -> str:
+    """``url`` as text with its password, as ``--url`` takes it."""
+    return url.render_as_string(hide_password=False)
+
+
+def run_cli(
+    *args: str, env: Mapping[str, str | None] | None = None, input: str | None = None
+) -> subprocess.CompletedProcess[str]:
+    """Run ``batchflag ARGS`` in this process through Click's CliRunner (the console
+    script's code, without starting an interpreter).
+
+    The result reads as a process's would: the exit code as ``returncode``, stdout and
+    stderr apart. An exception the command lets escape is on stderr as the interpreter
+    would print it (``Traceback ...``, exit code 1), so a test can still assert that
+    there is none. ``env`` sets (or, with None, unsets) variables for the run only.
+    """
+    result = CliRunner().invoke(
+        cli, list(args), env=env, input=input, prog_name="batchflag", catch_exceptions=True
     )
+    stderr = result.stderr
+    if result.exc_info is not None and not isinstance(result.exception, SystemExit):
+        stderr += "".join(traceback.format_exception(*result.exc_info))
+    return subprocess.CompletedProcess(list(args), result.exit_code, result.stdout, stderr)
 
 
 def current_rows(conn: pymysql.Connection) -> list[int]:

@@ -11,10 +11,12 @@ server's command-line client.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import io
 import re
 import subprocess
-import sys
 import textwrap
+import traceback
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -22,6 +24,7 @@ from typing import Any
 
 import pymysql
 import pytest
+from alembic.config import CommandLine, Config
 from sqlalchemy import Column, Index, Integer, MetaData, Table, create_engine, pool
 from sqlalchemy.engine import URL
 from sqlalchemy.ext.asyncio import create_async_engine
@@ -31,7 +34,7 @@ from batchflag_db.alembic import include_object
 from batchflag_db.dashboard import resolve_dashboard_batch
 from batchflag_db.doctor import diagnose
 from batchflag_db.errors import ConfigurationError
-from tests.conftest import client_args, connect, run_cli
+from tests.conftest import apply_script, connect, run_cli
 
 SCOPE_TYPE = "varchar(32) CHARACTER SET utf8mb4 COLLATE utf8mb4_bin"
 NAMES = (
@@ -150,26 +153,39 @@ class TeamProject:
         (self.root / "versions" / "t002_batchflag.py").write_text(textwrap.dedent(T002))
 
     def alembic(self, *args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [sys.executable, "-m", "alembic", "-c", str(self.root / "alembic.ini"), *args],
-            capture_output=True,
-            text=True,
-            timeout=120,
-            check=False,
-        )
+        """Run the team's ``alembic ARGS`` in this process, as its command line would.
+
+        Alembic's own ``CommandLine`` parses the arguments and runs the command; what it
+        prints (the ``--sql`` script, its ``FAILED: ...`` line) is the stdout, an escaped
+        exception's traceback the stderr, with the exit code a process would have.
+        """
+        argv = ["-c", str(self.root / "alembic.ini"), *args]
+        line = CommandLine(prog="alembic")
+        options = line.parser.parse_args(argv)
+        out, err = io.StringIO(), io.StringIO()
+        code = 0
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            try:
+                toml, ini = line._inis_from_config(options)  # as CommandLine.main() does
+                config = Config(
+                    file_=ini,
+                    toml_file=toml,
+                    ini_section=options.name,
+                    cmd_opts=options,
+                    stdout=out,
+                )
+                line.run_cmd(config, options)
+            except SystemExit as exit_:
+                code = exit_.code if isinstance(exit_.code, int) else 1
+            except Exception:  # shown as the interpreter would show it
+                code = 1
+                err.write(traceback.format_exc())
+        return subprocess.CompletedProcess(argv, code & 0xFF, out.getvalue(), err.getvalue())
 
     def ok(self, *args: str) -> str:
         done = self.alembic(*args)
         assert done.returncode == 0, done.stdout + done.stderr
         return done.stdout
-
-
-def apply_script(url: URL, script: str) -> None:
-    """Feed a --sql script to the run's kind's command-line client, as a DBA would."""
-    done = subprocess.run(
-        client_args(url), input=script, capture_output=True, text=True, timeout=120, check=False
-    )
-    assert done.returncode == 0, done.stderr
 
 
 def call(url: URL, statement: str, *args: Any) -> tuple[Any, ...] | None:

@@ -20,7 +20,7 @@ from sqlalchemy.engine import URL
 from batchflag_db import migrate
 from batchflag_db.cli import cli
 from batchflag_db.testing.server import free_port
-from tests.conftest import connect, current_rows
+from tests.conftest import connect, current_rows, url_text
 
 # Variables the command reads; the tests set them explicitly, never inherit them.
 _URL_VARIABLES = (
@@ -28,10 +28,6 @@ _URL_VARIABLES = (
     "BATCHFLAG_STAGING_DATABASE_URL",
     "BATCHFLAG_PROD_DATABASE_URL",
 )
-
-
-def url_text(url: URL) -> str:
-    return url.render_as_string(hide_password=False)
 
 
 def run(

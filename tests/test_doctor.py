@@ -36,11 +36,7 @@ from batchflag_db._schema import (
 from batchflag_db.cli import cli
 from batchflag_db.doctor import diagnose, routine_body
 from batchflag_db.installation import DEFAULT
-from tests.conftest import connect, current_rows
-
-
-def url_text(url: URL) -> str:
-    return url.render_as_string(hide_password=False)
+from tests.conftest import connect, current_rows, url_text
 
 
 def doctor(url: URL, *extra: str) -> Result:

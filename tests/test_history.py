@@ -28,7 +28,7 @@ from batchflag_db import (
 )
 from batchflag_db.cli import cli
 from batchflag_db.dashboard import HistoryEntry, history, prune_history, take_snapshot
-from tests.conftest import check_table, client_args, connect, current_rows
+from tests.conftest import call_procedure, check_table, client_args, connect, current_rows
 
 PASSWORD = "history-test-pw"  # noqa: S105 - throwaway account on the test server
 
@@ -67,19 +67,6 @@ def scalar(conn: pymysql.Connection, sql: str) -> Any:
     return None if row is None else row[0]
 
 
-def call(conn: pymysql.Connection, sql: str) -> None:
-    with conn.cursor() as cur:
-        cur.execute(sql)
-        while cur.nextset():
-            pass
-
-
-@pytest.fixture
-def db(connect_db: Callable[..., pymysql.Connection]) -> pymysql.Connection:
-    """An autocommit PyMySQL connection to a fresh database at head."""
-    return connect_db(autocommit=True)
-
-
 @pytest.fixture
 def make_account(server_url: URL) -> Iterator[Callable[[str], str]]:
     """Factory: a fresh account ``bfh_<hex>@%`` granted the given statements' privileges.
@@ -113,8 +100,8 @@ class TestRecording:
     ) -> None:
         """A set that changes the current batch writes one row: ids, action, UTC time, caller."""
         a, b = add_batches(2)
-        call(db, f"CALL set_current_batch({a})")
-        call(db, f"CALL set_current_batch({b})")
+        call_procedure(db, f"CALL set_current_batch({a})")
+        call_procedure(db, f"CALL set_current_batch({b})")
         me = scalar(db, "SELECT USER()")
         connection_id = scalar(db, "SELECT CONNECTION_ID()")
         assert history_rows(db) == [
@@ -139,8 +126,8 @@ class TestRecording:
     ) -> None:
         """An unset that clears the flag writes action 'unset' with the cleared batch as both ids."""
         (a,) = add_batches(1)
-        call(db, f"CALL set_current_batch({a})")
-        call(db, f"CALL unset_current_batch({a})")
+        call_procedure(db, f"CALL set_current_batch({a})")
+        call_procedure(db, f"CALL unset_current_batch({a})")
         assert [r[1:4] for r in history_rows(db)] == [(a, None, "set"), (a, a, "unset")]
 
     def test_a_no_op_writes_nothing(
@@ -148,9 +135,9 @@ class TestRecording:
     ) -> None:
         """Setting the current batch again, or unsetting one that is not current, records nothing."""
         a, b = add_batches(2)
-        call(db, f"CALL set_current_batch({a})")
-        call(db, f"CALL set_current_batch({a})")
-        call(db, f"CALL unset_current_batch({b})")
+        call_procedure(db, f"CALL set_current_batch({a})")
+        call_procedure(db, f"CALL set_current_batch({a})")
+        call_procedure(db, f"CALL unset_current_batch({b})")
         assert len(history_rows(db)) == 1
 
     def test_a_failed_call_writes_nothing(
@@ -164,7 +151,7 @@ class TestRecording:
         with pytest.raises(BatchNotFoundError):
             unset_current_batch(engine, a + 1000)
         with pytest.raises(pymysql.err.MySQLError):
-            call(db, "CALL set_current_batch(0)")
+            call_procedure(db, "CALL set_current_batch(0)")
         assert len(history_rows(db)) == 1
         assert current_rows(db) == [a]
 
@@ -203,9 +190,9 @@ class TestRecording:
         )
         app = connect(migrated_url.set(username=user, password=PASSWORD), autocommit=True)
         try:
-            call(app, f"CALL set_current_batch({a})")
+            call_procedure(app, f"CALL set_current_batch({a})")
             with pytest.raises(pymysql.err.MySQLError) as denied:  # it cannot read the history
-                call(app, "SELECT * FROM currentBatchHistory")
+                call_procedure(app, "SELECT * FROM currentBatchHistory")
             assert denied.value.args[0] == 1142
             app_connection = scalar(app, "SELECT CONNECTION_ID()")
         finally:
@@ -366,7 +353,9 @@ class TestCommandLine:
         a, b = add_batches(2)
         set_current_batch(engine, a)
         set_current_batch(engine, b)
-        call(db, "UPDATE currentBatchHistory SET changedAt = '2020-01-01 00:00:00' WHERE id = 1")
+        call_procedure(
+            db, "UPDATE currentBatchHistory SET changedAt = '2020-01-01 00:00:00' WHERE id = 1"
+        )
         done = self.run(migrated_url, "history", "--prune-before", "2021-01-01", "--json")
         assert done.exit_code == 0, done.output
         assert json.loads(done.output) == {"pruned": 1, "before": "2021-01-01T00:00:00"}
@@ -439,8 +428,10 @@ class TestMigration:
         )
         assert done.returncode == 0, done.stderr
         conn = connect(db_url, autocommit=True)
-        call(conn, "INSERT INTO batchStatus (batchDate, batchNumber) VALUES ('2026-11-28', 1)")
-        call(conn, "CALL set_current_batch(1)")
+        call_procedure(
+            conn, "INSERT INTO batchStatus (batchDate, batchNumber) VALUES ('2026-11-28', 1)"
+        )
+        call_procedure(conn, "CALL set_current_batch(1)")
         assert [r[1:4] for r in history_rows(conn)] == [(1, None, "set")]
         assert scalar(conn, "SELECT version_num FROM batchflag_alembic_version") == "0004"
 

@@ -23,13 +23,9 @@ from sqlalchemy.engine import URL
 from batchflag_db import migrate
 from batchflag_db._schema import CURRENT_ROUTINE_FILES, TABLE, VERSION_TABLE
 from batchflag_db.cli import cli
-from tests.conftest import client_args, connect, current_rows
+from tests.conftest import apply_script, client_args, connect, current_rows, url_text
 
 REPO = Path(__file__).resolve().parent.parent
-
-
-def url_text(url: URL) -> str:
-    return url.render_as_string(hide_password=False)
 
 
 def batchflag(*args: str) -> str:
@@ -39,13 +35,9 @@ def batchflag(*args: str) -> str:
     return result.stdout
 
 
-def apply_script(url: URL, script: str) -> None:
-    """Feed ``script`` to the mariadb/mysql client as a DBA would: `mariadb DB < script.sql`."""
-    done = subprocess.run(
-        client_args(url), input=script, capture_output=True, text=True, timeout=120, check=False
-    )
-    assert done.returncode == 0, done.stderr
-    assert done.stderr == ""
+def apply_quietly(url: URL, script: str) -> None:
+    """:func:`apply_script`, and the client printed nothing on stderr (no warning either)."""
+    assert apply_script(url, script).stderr == ""
 
 
 def snapshot(url: URL) -> dict[str, Any]:
@@ -127,13 +119,13 @@ class TestBatchflagSql:
 
     def test_applies_like_online_upgrade(self, db_url: URL, online_url: URL) -> None:
         """Applied with the client to an empty database: same SHOW CREATE as online `upgrade`."""
-        apply_script(db_url, batchflag("sql"))
+        apply_quietly(db_url, batchflag("sql"))
         assert_same_schema(db_url, online_url)
 
     def test_doctor_passes_and_flips_work(self, db_url: URL) -> None:
         """On the database the script built, doctor is healthy and the flag commands work."""
-        apply_script(db_url, batchflag("sql"))
-        apply_script(
+        apply_quietly(db_url, batchflag("sql"))
+        apply_quietly(
             db_url,
             "INSERT INTO batchStatus (batchDate, batchNumber) VALUES ('2026-11-28', 1);\n"
             "CALL set_current_batch(LAST_INSERT_ID());\n",
@@ -149,7 +141,7 @@ class TestBatchflagSql:
         migrate.upgrade(db_url, "0002")
         script = batchflag("sql", "--from", "0002")
         assert "CREATE TABLE IF NOT EXISTS `batchStatus`" not in script
-        apply_script(db_url, script)
+        apply_quietly(db_url, script)
         assert_same_schema(db_url, online_url)
 
     @pytest.mark.parametrize("keep", ["first", "newest"])
@@ -170,7 +162,7 @@ class TestBatchflagSql:
             args = ["sql", "--from", "0001"]
             if keep == "first":
                 args += ["--keep-current", str(ids[0])]
-            apply_script(db_url, batchflag(*args))
+            apply_quietly(db_url, batchflag(*args))
             assert current_rows(conn) == [ids[0] if keep == "first" else ids[-1]]
         finally:
             conn.close()
@@ -261,7 +253,7 @@ class TestKeepCurrentInTheScript:
         )
         assert f"[{ids[0]}, {ids[2]}]; name one of them" in done.stderr
         assert database_state(db_url) == before
-        apply_script(db_url, batchflag(*args, str(ids[2])))
+        apply_quietly(db_url, batchflag(*args, str(ids[2])))
         conn = connect(db_url)
         try:
             assert current_rows(conn) == [ids[2]]
@@ -274,7 +266,7 @@ class TestKeepCurrentInTheScript:
         """One current row and --keep-current naming another: nothing to choose, so the
         script keeps that row current, as `batchflag upgrade --keep-current` does."""
         ids = seed_current_rows(db_url, [0, 1, 0], start="0001")
-        apply_script(db_url, batchflag("sql", "--from", "0001", "--keep-current", str(ids[0])))
+        apply_quietly(db_url, batchflag("sql", "--from", "0001", "--keep-current", str(ids[0])))
         conn = connect(db_url)
         try:
             assert current_rows(conn) == [ids[1]]
@@ -318,5 +310,5 @@ class TestAlembicSql:
         )
         assert done.returncode == 0, done.stderr
         assert "DELIMITER //" in done.stdout
-        apply_script(db_url, done.stdout)
+        apply_quietly(db_url, done.stdout)
         assert_same_schema(db_url, online_url)

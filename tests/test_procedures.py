@@ -4,23 +4,12 @@ from __future__ import annotations
 
 import subprocess
 from collections.abc import Callable
-from typing import Any
 
 import pymysql
 import pytest
 from pymysql.constants import SERVER_STATUS
 
-from tests.conftest import current_rows
-
-
-def call(conn: pymysql.Connection, sql: str) -> list[tuple[Any, ...]]:
-    """Run a CALL, return its result row(s), drain the extra result set."""
-    with conn.cursor() as cur:
-        cur.execute(sql)
-        rows = list(cur.fetchall())
-        while cur.nextset():
-            pass
-    return rows
+from tests.conftest import call_procedure, current_rows
 
 
 def in_transaction(conn: pymysql.Connection) -> bool:
@@ -45,9 +34,9 @@ class TestSetCurrentBatch:
         """set_current_batch moves the flag: the new batch is current, the old one is not."""
         a, _, c = add_batches(3)
         conn = connect_db(autocommit=True)
-        assert call(conn, f"CALL set_current_batch({a})") == [(a, None, 1)]
+        assert call_procedure(conn, f"CALL set_current_batch({a})") == [(a, None, 1)]
         assert current_rows(conn) == [a]
-        assert call(conn, f"CALL set_current_batch({c})") == [(c, a, 1)]
+        assert call_procedure(conn, f"CALL set_current_batch({c})") == [(c, a, 1)]
         assert current_rows(conn) == [c]
 
     def test_already_current_is_success_without_change(
@@ -56,11 +45,11 @@ class TestSetCurrentBatch:
         """Setting the current batch again succeeds and changes no row."""
         (a,) = add_batches(1)
         conn = connect_db(autocommit=True)
-        call(conn, f"CALL set_current_batch({a})")
+        call_procedure(conn, f"CALL set_current_batch({a})")
         with conn.cursor() as cur:
             cur.execute("SELECT updatedAt FROM batchStatus WHERE id = %s", (a,))
             before = cur.fetchone()
-        assert call(conn, f"CALL set_current_batch({a})") == [(a, a, 0)]
+        assert call_procedure(conn, f"CALL set_current_batch({a})") == [(a, a, 0)]
         with conn.cursor() as cur:
             cur.execute("SELECT updatedAt FROM batchStatus WHERE id = %s", (a,))
             assert cur.fetchone() == before
@@ -86,9 +75,9 @@ class TestSetCurrentBatch:
         """NULL, zero, negative or unknown ids raise SQLSTATE 45000 naming the id; nothing changes."""
         (a,) = add_batches(1)
         conn = connect_db(autocommit=True)
-        call(conn, f"CALL set_current_batch({a})")
+        call_procedure(conn, f"CALL set_current_batch({a})")
         with pytest.raises(pymysql.MySQLError) as info:
-            call(conn, f"CALL set_current_batch({arg})")
+            call_procedure(conn, f"CALL set_current_batch({arg})")
         assert errno_of(info.value) == errno
         assert shown in info.value.args[1]
         assert current_rows(conn) == [a]
@@ -101,9 +90,9 @@ class TestSetCurrentBatch:
         """An id beyond BIGINT is refused by the server's parameter check; nothing changes."""
         (a,) = add_batches(1)
         conn = connect_db(autocommit=True)
-        call(conn, f"CALL set_current_batch({a})")
+        call_procedure(conn, f"CALL set_current_batch({a})")
         with pytest.raises(pymysql.MySQLError):
-            call(conn, "CALL set_current_batch(99999999999999999999)")
+            call_procedure(conn, "CALL set_current_batch(99999999999999999999)")
         assert current_rows(conn) == [a]
 
 
@@ -114,8 +103,8 @@ class TestUnsetCurrentBatch:
         """unset_current_batch on the current batch leaves no batch current."""
         a, _ = add_batches(2)
         conn = connect_db(autocommit=True)
-        call(conn, f"CALL set_current_batch({a})")
-        assert call(conn, f"CALL unset_current_batch({a})") == [(a, 1)]
+        call_procedure(conn, f"CALL set_current_batch({a})")
+        assert call_procedure(conn, f"CALL unset_current_batch({a})") == [(a, 1)]
         assert current_rows(conn) == []
 
     def test_non_current_batch_is_a_no_op(
@@ -124,8 +113,8 @@ class TestUnsetCurrentBatch:
         """unset_current_batch on another batch changes nothing."""
         a, b = add_batches(2)
         conn = connect_db(autocommit=True)
-        call(conn, f"CALL set_current_batch({a})")
-        assert call(conn, f"CALL unset_current_batch({b})") == [(b, 0)]
+        call_procedure(conn, f"CALL set_current_batch({a})")
+        assert call_procedure(conn, f"CALL unset_current_batch({b})") == [(b, 0)]
         assert current_rows(conn) == [a]
 
     @pytest.mark.parametrize(("arg", "errno"), [("NULL", 31001), ("-1", 31001), ("424242", 31002)])
@@ -139,9 +128,9 @@ class TestUnsetCurrentBatch:
         """unset_current_batch refuses NULL, negative and unknown ids, changing nothing."""
         (a,) = add_batches(1)
         conn = connect_db(autocommit=True)
-        call(conn, f"CALL set_current_batch({a})")
+        call_procedure(conn, f"CALL set_current_batch({a})")
         with pytest.raises(pymysql.MySQLError) as info:
-            call(conn, f"CALL unset_current_batch({arg})")
+            call_procedure(conn, f"CALL unset_current_batch({arg})")
         assert errno_of(info.value) == errno
         assert current_rows(conn) == [a]
 
@@ -154,9 +143,9 @@ class TestTransactions:
         a, b = add_batches(2)
         writer = connect_db(autocommit=True)
         reader = connect_db(autocommit=True)
-        call(writer, f"CALL set_current_batch({a})")
+        call_procedure(writer, f"CALL set_current_batch({a})")
         assert current_rows(reader) == [a]
-        call(writer, f"CALL set_current_batch({b})")
+        call_procedure(writer, f"CALL set_current_batch({b})")
         assert current_rows(reader) == [b]
         assert not in_transaction(writer)
 
@@ -166,9 +155,9 @@ class TestTransactions:
         """A CALL inside a transaction that is rolled back leaves the previous current batch."""
         a, b = add_batches(2)
         conn = connect_db(autocommit=True)
-        call(conn, f"CALL set_current_batch({a})")
+        call_procedure(conn, f"CALL set_current_batch({a})")
         conn.begin()
-        call(conn, f"CALL set_current_batch({b})")
+        call_procedure(conn, f"CALL set_current_batch({b})")
         assert in_transaction(conn), "the CALL must not commit"
         assert current_rows(connect_db(autocommit=True)) == [a]
         conn.rollback()
@@ -181,10 +170,10 @@ class TestTransactions:
         a, b = add_batches(2)
         conn = connect_db(autocommit=False)
         other = connect_db(autocommit=True)
-        call(conn, f"CALL set_current_batch({a})")
+        call_procedure(conn, f"CALL set_current_batch({a})")
         with conn.cursor() as cur:
             cur.execute("UPDATE batchStatus SET batchStatus = 'InProgress' WHERE id = %s", (b,))
-        call(conn, f"CALL set_current_batch({b})")
+        call_procedure(conn, f"CALL set_current_batch({b})")
         assert current_rows(other) == []
         conn.commit()
         assert current_rows(other) == [b]
@@ -201,7 +190,7 @@ class TestTransactions:
         conn.begin()
         with conn.cursor() as cur:
             cur.execute("INSERT INTO batchStatus (batchDate, batchNumber) VALUES ('2026-12-01', 9)")
-        call(conn, f"CALL set_current_batch({a})")
+        call_procedure(conn, f"CALL set_current_batch({a})")
         conn.rollback()
         with conn.cursor() as cur:
             cur.execute("SELECT COUNT(*) FROM batchStatus")
@@ -214,11 +203,11 @@ class TestTransactions:
         """An error inside the caller's transaction keeps the caller's earlier work and flips."""
         a, b = add_batches(2)
         conn = connect_db(autocommit=False)
-        call(conn, f"CALL set_current_batch({a})")
+        call_procedure(conn, f"CALL set_current_batch({a})")
         with conn.cursor() as cur:
             cur.execute("UPDATE batchStatus SET batchStatus = 'Failed' WHERE id = %s", (b,))
         with pytest.raises(pymysql.MySQLError):
-            call(conn, "CALL set_current_batch(987654)")
+            call_procedure(conn, "CALL set_current_batch(987654)")
         assert in_transaction(conn), "the caller's transaction is still open"
         conn.commit()
         other = connect_db(autocommit=True)
@@ -233,10 +222,10 @@ class TestTransactions:
         """BEGIN with autocommit on is detected: the CALL joins instead of committing."""
         a, b = add_batches(2)
         conn = connect_db(autocommit=True)
-        call(conn, f"CALL set_current_batch({a})")
+        call_procedure(conn, f"CALL set_current_batch({a})")
         with conn.cursor() as cur:
             cur.execute("BEGIN")
-        call(conn, f"CALL set_current_batch({b})")
+        call_procedure(conn, f"CALL set_current_batch({b})")
         with conn.cursor() as cur:
             cur.execute("ROLLBACK")
         assert current_rows(conn) == [a]
@@ -297,7 +286,7 @@ class TestTheIndexRefusesASecondCurrentRow:
         """With one batch current, UPDATE ... SET currentBatch = 1 on another row is refused."""
         a, b = add_batches(2)
         conn = connect_db(autocommit=True)
-        call(conn, f"CALL set_current_batch({a})")
+        call_procedure(conn, f"CALL set_current_batch({a})")
         with pytest.raises(pymysql.err.IntegrityError) as info, conn.cursor() as cur:
             cur.execute("UPDATE batchStatus SET currentBatch = 1 WHERE id = %s", (b,))
         assert info.value.args[0] == 1062
@@ -309,7 +298,7 @@ class TestTheIndexRefusesASecondCurrentRow:
         """currentBatch = 2 (or -1) is current too, so it collides with the current row."""
         a, b = add_batches(2)
         conn = connect_db(autocommit=True)
-        call(conn, f"CALL set_current_batch({a})")
+        call_procedure(conn, f"CALL set_current_batch({a})")
         for value in (2, -1, 127):
             with pytest.raises(pymysql.err.IntegrityError), conn.cursor() as cur:
                 cur.execute("UPDATE batchStatus SET currentBatch = %s WHERE id = %s", (value, b))
@@ -321,7 +310,7 @@ class TestTheIndexRefusesASecondCurrentRow:
         """An INSERT with currentBatch = 1 is refused while another batch is current."""
         (a,) = add_batches(1)
         conn = connect_db(autocommit=True)
-        call(conn, f"CALL set_current_batch({a})")
+        call_procedure(conn, f"CALL set_current_batch({a})")
         with pytest.raises(pymysql.err.IntegrityError), conn.cursor() as cur:
             cur.execute(
                 "INSERT INTO batchStatus (batchDate, batchNumber, currentBatch) VALUES ('2026-12-02', 1, 1)"

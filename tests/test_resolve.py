@@ -7,7 +7,6 @@ import re
 import subprocess
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import pymysql
 import pytest
@@ -27,45 +26,15 @@ from batchflag_db.cli import cli
 from batchflag_db.dashboard import Resolution, resolve_dashboard_batch
 from batchflag_db.errors import MigrationRefusedError
 from batchflag_db.testing.explain import explain
-from tests.conftest import connect
+from tests.conftest import call_procedure, connect, insert_statuses
 
 SQL = Path(__file__).resolve().parent.parent / "sql"
 
 
-def add(conn: pymysql.Connection, *statuses: str | None) -> list[int]:
-    """Insert one batch per status (in order, so ids ascend) and return their ids."""
-    ids = []
-    with conn.cursor() as cur:
-        for number, status in enumerate(statuses, start=1):
-            cur.execute(
-                "INSERT INTO batchStatus (batchDate, batchNumber, batchStatus) "
-                "VALUES ('2026-11-28', %s, %s)",
-                (number, status),
-            )
-            ids.append(int(cur.lastrowid))
-    return ids
-
-
-def call(conn: pymysql.Connection, sql: str) -> list[tuple[Any, ...]]:
-    """Run a CALL on a PyMySQL connection; return its first result set, drain the rest."""
-    with conn.cursor() as cur:
-        cur.execute(sql)
-        rows = list(cur.fetchall()) if cur.description else []
-        while cur.nextset():
-            pass
-    return rows
-
-
 def server_error(conn: pymysql.Connection, sql: str) -> pymysql.err.MySQLError:
     with pytest.raises(pymysql.err.MySQLError) as info:
-        call(conn, sql)
+        call_procedure(conn, sql)
     return info.value
-
-
-@pytest.fixture
-def db(connect_db: Callable[..., pymysql.Connection]) -> pymysql.Connection:
-    """An autocommit PyMySQL connection to a fresh database at head."""
-    return connect_db(autocommit=True)
 
 
 class TestReasons:
@@ -81,14 +50,14 @@ class TestReasons:
 
     def test_current_flag_comes_first(self, db: pymysql.Connection, engine: Engine) -> None:
         """The current batch wins over newer in-progress, incomplete and completed batches."""
-        current, *_ = add(db, "Completed", "InProgress", "Failed", "Completed")
+        current, *_ = insert_statuses(db, "Completed", "InProgress", "Failed", "Completed")
         set_current_batch(engine, current)
         assert resolve_dashboard_batch(engine) == Resolution(current, "current_flag")
-        assert call(db, f"CALL {RESOLVE_PROCEDURE}(NULL)") == [(current, "current_flag")]
+        assert call_procedure(db, f"CALL {RESOLVE_PROCEDURE}(NULL)") == [(current, "current_flag")]
 
     def test_in_progress_newest_wins(self, db: pymysql.Connection, engine: Engine) -> None:
         """No current batch: the newest InProgress batch, even with newer incomplete ones."""
-        _, _, newest_in_progress, _, _ = add(
+        _, _, newest_in_progress, _, _ = insert_statuses(
             db, "InProgress", "Completed", "InProgress", "Failed", "Completed"
         )
         assert resolve_dashboard_batch(engine) == Resolution(newest_in_progress, "in_progress")
@@ -98,29 +67,29 @@ class TestReasons:
     ) -> None:
         """No current or in-progress batch: the newest whose status is not Completed."""
         # 'Failed' and 'Pending' sort after 'Completed', 'Aborted' before: both ranges count.
-        _, failed, _ = add(db, "Pending", "Failed", "Completed")
+        _, failed, _ = insert_statuses(db, "Pending", "Failed", "Completed")
         assert resolve_dashboard_batch(engine) == Resolution(failed, "incomplete")
-        aborted, _ = add(db, "Aborted", "Completed")
+        aborted, _ = insert_statuses(db, "Aborted", "Completed")
         assert resolve_dashboard_batch(engine) == Resolution(aborted, "incomplete")
 
     def test_most_recent_when_all_completed(self, db: pymysql.Connection, engine: Engine) -> None:
         """Every batch Completed and none current: the newest batch."""
-        *_, newest = add(db, "Completed", "Completed", "Completed")
+        *_, newest = insert_statuses(db, "Completed", "Completed", "Completed")
         assert resolve_dashboard_batch(engine) == Resolution(newest, "most_recent")
 
     def test_unset_falls_back(self, db: pymysql.Connection, engine: Engine) -> None:
         """Clearing the flag moves the dashboard to the next rule, as the seed describes."""
-        a, b = add(db, "InProgress", "Completed")
+        a, b = insert_statuses(db, "InProgress", "Completed")
         set_current_batch(engine, b)
         assert resolve_dashboard_batch(engine) == Resolution(b, "current_flag")
-        call(db, f"CALL unset_current_batch({b})")
+        call_procedure(db, f"CALL unset_current_batch({b})")
         assert resolve_dashboard_batch(engine) == Resolution(a, "in_progress")
 
     def test_status_compares_with_the_column_collation(
         self, db: pymysql.Connection, engine: Engine
     ) -> None:
         """'completed' and 'inprogress' count as Completed / InProgress (case-insensitive)."""
-        _, lower_in_progress, _ = add(db, "Pending", "inprogress", "completed")
+        _, lower_in_progress, _ = insert_statuses(db, "Pending", "inprogress", "completed")
         assert resolve_dashboard_batch(engine) == Resolution(lower_in_progress, "in_progress")
         with db.cursor() as cur:
             cur.execute("UPDATE batchStatus SET batchStatus = 'COMPLETED' WHERE id > 1")
@@ -130,7 +99,7 @@ class TestReasons:
         """An adopted table with a nullable status: NULL counts as incomplete, not as Completed."""
         with db.cursor() as cur:
             cur.execute("ALTER TABLE batchStatus MODIFY batchStatus VARCHAR(32) NULL")
-        _, no_status, _ = add(db, "Pending", None, "Completed")
+        _, no_status, _ = insert_statuses(db, "Pending", None, "Completed")
         assert resolve_dashboard_batch(engine) == Resolution(no_status, "incomplete")
 
     def test_reasons_are_the_documented_ones(self) -> None:
@@ -143,15 +112,15 @@ class TestReasons:
 class TestRequestedId:
     def test_requested_wins_over_everything(self, db: pymysql.Connection, engine: Engine) -> None:
         """An explicit request returns that batch, even a completed one while another is current."""
-        old, current = add(db, "Completed", "InProgress")
+        old, current = insert_statuses(db, "Completed", "InProgress")
         set_current_batch(engine, current)
         assert resolve_dashboard_batch(engine, old) == Resolution(old, "requested")
-        assert call(db, f"CALL {RESOLVE_PROCEDURE}({old})") == [(old, "requested")]
+        assert call_procedure(db, f"CALL {RESOLVE_PROCEDURE}({old})") == [(old, "requested")]
 
     def test_null_means_no_request(self, db: pymysql.Connection) -> None:
         """CALL ...(NULL) resolves by the rules, not as a request."""
-        (only,) = add(db, "Completed")
-        assert call(db, f"CALL {RESOLVE_PROCEDURE}(NULL)") == [(only, "most_recent")]
+        (only,) = insert_statuses(db, "Completed")
+        assert call_procedure(db, f"CALL {RESOLVE_PROCEDURE}(NULL)") == [(only, "most_recent")]
 
     def test_missing_id_is_45000_31002(
         self,
@@ -160,7 +129,7 @@ class TestRequestedId:
         mysql_client: Callable[[str], subprocess.CompletedProcess[str]],
     ) -> None:
         """A requested id that does not exist: SQLSTATE 45000, errno 31002, message names it."""
-        add(db, "Completed")
+        insert_statuses(db, "Completed")
         done = mysql_client(f"CALL {RESOLVE_PROCEDURE}(424242);")
         assert done.returncode != 0
         assert "ERROR 31002 (45000)" in done.stderr
@@ -177,7 +146,7 @@ class TestRequestedId:
     @pytest.mark.parametrize("bad", [0, -1, -(2**63)])
     def test_invalid_id_is_31001(self, db: pymysql.Connection, engine: Engine, bad: int) -> None:
         """0 or a negative id: errno 31001 from the server; the wrapper refuses it first."""
-        add(db, "Completed")
+        insert_statuses(db, "Completed")
         exc = server_error(db, f"CALL {RESOLVE_PROCEDURE}({bad})")
         assert exc.args[0] == 31001
         assert f"invalid batch id {bad}" in exc.args[1]
@@ -195,8 +164,8 @@ class TestRequestedId:
 class TestTransactions:
     def test_own_snapshot_then_committed(self, db: pymysql.Connection) -> None:
         """With autocommit on the procedure ends its own read-only transaction."""
-        add(db, "Completed")
-        call(db, f"CALL {RESOLVE_PROCEDURE}(NULL)")
+        insert_statuses(db, "Completed")
+        call_procedure(db, f"CALL {RESOLVE_PROCEDURE}(NULL)")
         with db.cursor() as cur:
             cur.execute("SET TRANSACTION ISOLATION LEVEL READ COMMITTED")  # 1568 if one were open
 
@@ -204,12 +173,12 @@ class TestTransactions:
         self, connect_db: Callable[..., pymysql.Connection], db: pymysql.Connection
     ) -> None:
         """Inside the caller's REPEATABLE READ transaction it sees the caller's snapshot."""
-        a, b = add(db, "InProgress", "Completed")
+        a, b = insert_statuses(db, "InProgress", "Completed")
         reader = connect_db(autocommit=False)
         with reader.cursor() as cur:
             cur.execute("SET SESSION TRANSACTION ISOLATION LEVEL REPEATABLE READ")
             cur.execute("START TRANSACTION WITH CONSISTENT SNAPSHOT")
-        call(db, f"CALL set_current_batch({b})")  # committed by another session
+        call_procedure(db, f"CALL set_current_batch({b})")  # committed by another session
         assert resolve_dashboard_batch(reader) == Resolution(a, "in_progress")
         reader.commit()
         assert resolve_dashboard_batch(reader) == Resolution(b, "current_flag")
@@ -219,14 +188,14 @@ class TestTransactions:
     ) -> None:
         """A batch the caller inserted but has not committed resolves inside its transaction."""
         writer = connect_db(autocommit=False)
-        (new,) = add(writer, "InProgress")
+        (new,) = insert_statuses(writer, "InProgress")
         assert resolve_dashboard_batch(writer) == Resolution(new, "in_progress")
         assert resolve_dashboard_batch(engine) is None
         writer.rollback()
 
     def test_sqlalchemy_connection(self, engine: Engine, db: pymysql.Connection) -> None:
         """A SQLAlchemy Connection works and stays usable (the CALL's extra result is drained)."""
-        (only,) = add(db, "Failed")
+        (only,) = insert_statuses(db, "Failed")
         with engine.connect() as conn:
             assert resolve_dashboard_batch(conn) == Resolution(only, "incomplete")
             assert resolve_dashboard_batch(conn, only) == Resolution(only, "requested")
@@ -281,7 +250,7 @@ class TestIndexUse:
                 return {name: int(value) for name, value in cur.fetchall()}
 
         before = counters()
-        call(conn, sql)
+        call_procedure(conn, sql)
         after = counters()
         return sum(after[name] - before[name] for name in after)
 
@@ -319,7 +288,7 @@ class TestIndexUse:
                 "VALUES ('2026-11-28', 0, 'Completed')"
             )
         for _ in range(3):
-            assert call(db, f"CALL {RESOLVE_PROCEDURE}(NULL)") == [(20_000, "incomplete")]
+            assert call_procedure(db, f"CALL {RESOLVE_PROCEDURE}(NULL)") == [(20_000, "incomplete")]
             read = self.rows_read(db, f"CALL {RESOLVE_PROCEDURE}(NULL)")
             assert read < 100, read
 
@@ -337,11 +306,11 @@ class TestIndexUse:
     ) -> None:
         """Whatever the reason, one CALL reads under 100 rows of 20,000 (a scan reads them all)."""
         if prepare:
-            call(big, prepare)
-        assert call(big, f"CALL {RESOLVE_PROCEDURE}(NULL)")[0][1] == expected
+            call_procedure(big, prepare)
+        assert call_procedure(big, f"CALL {RESOLVE_PROCEDURE}(NULL)")[0][1] == expected
         # Again and again in the same session: MariaDB plans a procedure's statements
         # differently once it has read the table in the session (see the SQL file).
-        call(big, "CALL unset_current_batch(1)")
+        call_procedure(big, "CALL unset_current_batch(1)")
         for _ in range(3):
             assert self.rows_read(big, f"CALL {RESOLVE_PROCEDURE}(NULL)") < 100
             assert self.rows_read(big, f"CALL {RESOLVE_PROCEDURE}(12345)") < 100
@@ -357,7 +326,7 @@ class TestIndexUse:
 class TestCommandLine:
     def test_resolve_json_and_text(self, migrated_url: URL, db: pymysql.Connection) -> None:
         """`batchflag resolve [--batch-id ID] [--json]` prints the id and the reason."""
-        a, _ = add(db, "InProgress", "Completed")
+        a, _ = insert_statuses(db, "InProgress", "Completed")
         url = migrated_url.render_as_string(hide_password=False)
         runner = CliRunner()
         done = runner.invoke(cli, ["--url", url, "resolve", "--json"])

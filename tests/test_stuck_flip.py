@@ -17,11 +17,11 @@ import batchflag_db
 from batchflag_db import RetryPolicy, SchemaNotReadyError, TransactionConflictError, aio, migrate
 from batchflag_db.dashboard import render_watch, take_snapshot
 from batchflag_db.doctor import diagnose
-from batchflag_db.errors import ER_LOCK_WAIT_TIMEOUT
+from batchflag_db.errors import ER_LOCK_WAIT_TIMEOUT, ConfigurationError
 from batchflag_db.installation import Installation
-from batchflag_db.locks import STUCK_AFTER
+from batchflag_db.locks import STUCK_AFTER, STUCK_AFTER_VARIABLE, stuck_after
 from batchflag_db.status import read_status, status_lines
-from tests.conftest import connect, run_cli
+from tests.conftest import connect, run_cli, url_text
 from tests.test_aio import ASYNC_DRIVERS
 from tests.test_scope import SCOPED, make_table
 
@@ -29,6 +29,9 @@ pytestmark = pytest.mark.slow
 
 #: The documented bound of the default policy: deadline 8 s + one 2 s lock wait.
 DEFAULT_BOUND_S = 10.0
+
+#: The stuck threshold the reports' test injects (BATCHFLAG_STUCK_AFTER), not to wait 10 s.
+SHORT_STUCK_AFTER = 1
 
 
 def _forgotten_flip(connect_db: Callable[..., pymysql.Connection], batch: int) -> int:
@@ -404,13 +407,19 @@ class TestReports:
         connect_db: Callable[..., pymysql.Connection],
         add_batches: Callable[[int], list[int]],
         engine: Engine,
+        monkeypatch: pytest.MonkeyPatch,
     ) -> None:
-        """After STUCK_AFTER seconds, status, doctor and watch each name the holder."""
+        """After the stuck threshold (BATCHFLAG_STUCK_AFTER, here 1 s; 10 s by default),
+        status, doctor and watch each name the holder; before it, none does."""
         (a,) = add_batches(1)
         assert diagnose(engine).healthy
         assert read_status(engine)["warnings"] == []
         holder_id = _forgotten_flip(connect_db, a)
-        time.sleep(STUCK_AFTER + 0.5)
+        time.sleep(SHORT_STUCK_AFTER + 0.5)
+        assert STUCK_AFTER > SHORT_STUCK_AFTER + 1  # the default still calls it young
+        assert diagnose(engine).healthy
+        assert read_status(engine)["warnings"] == []
+        monkeypatch.setenv(STUCK_AFTER_VARIABLE, str(SHORT_STUCK_AFTER))
         report = diagnose(engine)
         assert not report.healthy
         (problem,) = [f for f in report.problems if f.check == "open transactions"]
@@ -423,6 +432,22 @@ class TestReports:
         snapshot = take_snapshot(engine)
         assert any(f"KILL {holder_id}" in line for line in snapshot.warnings)
         assert f"KILL {holder_id}" in render_watch(snapshot, interval=1, width=10_000)
-        cli = run_cli("--url", migrated_url.render_as_string(hide_password=False), "doctor")
+        cli = run_cli("--url", url_text(migrated_url), "doctor")
         assert cli.returncode == 3, cli.stdout + cli.stderr
         assert f"KILL {holder_id}" in cli.stdout
+
+
+class TestStuckAfterSetting:
+    """BATCHFLAG_STUCK_AFTER moves the threshold; a bad value is refused, saying what to set."""
+
+    def test_default_and_override(self) -> None:
+        """Unset or empty: the documented 10 s; set: its whole seconds."""
+        assert stuck_after({}) == STUCK_AFTER == 10
+        assert stuck_after({STUCK_AFTER_VARIABLE: " "}) == 10
+        assert stuck_after({STUCK_AFTER_VARIABLE: "3"}) == 3
+
+    @pytest.mark.parametrize("bad", ["0", "-1", "1.5", "soon"])
+    def test_a_bad_value_is_refused(self, bad: str) -> None:
+        """Not a whole number of seconds, 1 or more: ConfigurationError naming the variable."""
+        with pytest.raises(ConfigurationError, match=STUCK_AFTER_VARIABLE):
+            stuck_after({STUCK_AFTER_VARIABLE: bad})

@@ -16,6 +16,7 @@ from sqlalchemy.engine import URL, Engine
 
 from batchflag_db import migrate, set_current_batch
 from batchflag_db.dashboard import render_watch
+from tests.conftest import insert_statuses
 
 TIMEOUT = 20
 # Each refresh starts with "cursor home, clear screen" and the header line.
@@ -70,31 +71,13 @@ def watch(migrated_url: URL) -> Iterator[Callable[..., pexpect.spawn]]:
             child.terminate(force=True)
 
 
-@pytest.fixture
-def db(connect_db: Callable[..., pymysql.Connection]) -> pymysql.Connection:
-    return connect_db(autocommit=True)
-
-
-def add(conn: pymysql.Connection, *statuses: str) -> list[int]:
-    ids = []
-    with conn.cursor() as cur:
-        for number, status in enumerate(statuses, start=1):
-            cur.execute(
-                "INSERT INTO batchStatus (batchDate, batchNumber, batchStatus) "
-                "VALUES ('2026-11-28', %s, %s)",
-                (number, status),
-            )
-            ids.append(int(cur.lastrowid))
-    return ids
-
-
 @pytest.mark.slow
 class TestInATerminal:
     def test_shows_a_flip_made_while_it_runs(
         self, watch: Callable[..., pexpect.spawn], engine: Engine, db: pymysql.Connection
     ) -> None:
         """The screen shows no current batch, then the batch flipped meanwhile and its flip."""
-        a, b = add(db, "InProgress", "Pending")
+        a, b = insert_statuses(db, "InProgress", "Pending")
         child = watch("--interval", "0.3")
         child.expect(SCREEN + r"Current batch:    none\r\n")
         child.expect(rf"Dashboard shows:  batch {a}  status InProgress  date 2026-11-28  number 1")
@@ -118,7 +101,7 @@ class TestInATerminal:
         self, watch: Callable[..., pexpect.spawn], db: pymysql.Connection
     ) -> None:
         """A failing refresh shows ERROR on screen and keeps trying; once fixed, the error goes."""
-        add(db, "Completed")
+        insert_statuses(db, "Completed")
         child = watch("--interval", "0.3")
         child.expect(SCREEN + r"Current batch:    none")
         with db.cursor() as cur:
@@ -137,7 +120,7 @@ class TestInATerminal:
         self, watch: Callable[..., pexpect.spawn], engine: Engine, db: pymysql.Connection
     ) -> None:
         """A direct UPDATE of currentBatch makes the screen say the history does not have it."""
-        a, b = add(db, "Completed", "Completed")
+        a, b = insert_statuses(db, "Completed", "Completed")
         set_current_batch(engine, a)
         child = watch("--interval", "0.3")
         line = r"[^\r\n]*\r\n"
@@ -157,7 +140,7 @@ class TestInATerminal:
 class TestWithoutATerminal:
     def test_once_prints_plain_text(self, migrated_url: URL, db: pymysql.Connection) -> None:
         """Piped, `watch --once` prints one screen without control codes and exits 0."""
-        (a,) = add(db, "Failed")
+        (a,) = insert_statuses(db, "Failed")
         done = subprocess.run(
             command(migrated_url, "watch", "--once"),
             capture_output=True,

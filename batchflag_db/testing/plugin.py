@@ -20,8 +20,14 @@ Fixtures, each an override point (define one of the same name in your conftest):
 * ``batchflag_server`` (session): the :class:`~batchflag_db.testing.selection.SessionServer`;
 * ``server_url`` (session): its URL, without a database;
 * ``db_url``: a fresh, empty database for this test only, dropped afterwards;
-* ``migrated_url``: ``db_url`` after ``batchflag upgrade head`` (override to run your own
-  Alembic chain instead);
+* ``migrated_template`` (session): the name of a database migrated to head once per
+  session (per pytest-xdist worker), dropped at the end; the source of the copies;
+* ``migrated_url``: ``db_url`` holding a copy of ``migrated_template``
+  (:func:`~batchflag_db.testing.template.copy_database`): the same tables, rows, indexes
+  and routines as ``batchflag upgrade head`` makes, in a fraction of the time (override
+  to run your own Alembic chain instead);
+* ``freshly_migrated_url``: ``db_url`` after a real ``batchflag upgrade head``, for a
+  test about what the migrations themselves do;
 * ``engine``: a SQLAlchemy Engine on ``migrated_url``;
 * ``throwaway_server``: a factory of extra servers of the session's kind (for dump and
   restore, crash and restart), each stopped at the end of the test.
@@ -42,13 +48,21 @@ from sqlalchemy.engine import URL, Engine
 
 from batchflag_db import migrate
 from batchflag_db.testing.kinds import KIND_VARIABLE, KINDS
-from batchflag_db.testing.selection import URL_VARIABLE, SessionServer, acquire_server
+from batchflag_db.testing.selection import (
+    URL_VARIABLE,
+    SessionServer,
+    acquire_server,
+    plain_loopback_options,
+)
 from batchflag_db.testing.server import ThrowawayServer
+from batchflag_db.testing.template import copy_database
 
 __all__ = [
     "batchflag_server",
     "db_url",
     "engine",
+    "freshly_migrated_url",
+    "migrated_template",
     "migrated_url",
     "server_url",
     "throwaway_server",
@@ -128,6 +142,7 @@ def _admin(url: URL) -> pymysql.Connection:
         user=url.username or "root",
         password=url.password or "",
         autocommit=True,
+        **plain_loopback_options(url),
     )
 
 
@@ -166,17 +181,56 @@ def _drop_database(admin: pymysql.Connection, name: str) -> None:
         cur.execute(f"DROP DATABASE IF EXISTS `{name}`")
 
 
+@pytest.fixture(scope="session")
+def migrated_template(server_url: URL) -> Iterator[str]:
+    """A database upgraded to head once for the session (per xdist worker); dropped at the end.
+
+    Tests never use it directly: ``migrated_url`` copies it. Its name starts with
+    ``bft_tpl_``, so it is told apart from the tests' own databases.
+    """
+    name = f"bft_tpl_{uuid.uuid4().hex[:12]}"
+    admin = _admin(server_url)
+    try:
+        with admin.cursor() as cur:
+            cur.execute(f"CREATE DATABASE `{name}`")
+        migrate.upgrade(server_url.set(database=name))
+        yield name
+    finally:
+        try:
+            _drop_database(admin, name)
+        finally:
+            admin.close()
+
+
 @pytest.fixture
-def migrated_url(db_url: URL) -> URL:
-    """A fresh database upgraded to batchflag-db's head revision."""
+def migrated_url(db_url: URL, migrated_template: str) -> URL:
+    """A fresh database at batchflag-db's head revision: a copy of ``migrated_template``."""
+    admin = _admin(db_url)
+    try:
+        copy_database(admin, migrated_template, str(db_url.database))
+    finally:
+        admin.close()
+    return db_url
+
+
+@pytest.fixture
+def freshly_migrated_url(db_url: URL) -> URL:
+    """A fresh database upgraded to head by the migrations themselves (no copy)."""
     migrate.upgrade(db_url)
     return db_url
 
 
 @pytest.fixture
 def engine(migrated_url: URL) -> Iterator[Engine]:
-    """A SQLAlchemy Engine on the migrated database (no pooling); disposed afterwards."""
-    eng = create_engine(migrated_url, poolclass=pool.NullPool)
+    """A SQLAlchemy Engine on the migrated database (no pooling); disposed afterwards.
+
+    Through PyMySQL to a server on this machine it connects without TLS
+    (:func:`~batchflag_db.testing.selection.plain_loopback_options`).
+    """
+    options = (
+        plain_loopback_options(migrated_url) if migrated_url.get_driver_name() == "pymysql" else {}
+    )
+    eng = create_engine(migrated_url, poolclass=pool.NullPool, connect_args=options)
     yield eng
     eng.dispose()
 

@@ -21,6 +21,7 @@ import contextlib
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Any
 
 import pymysql
 from sqlalchemy.engine import URL, make_url
@@ -40,6 +41,7 @@ __all__ = [
     "SessionServer",
     "acquire_server",
     "kind_of_version",
+    "plain_loopback_options",
     "server_version",
 ]
 
@@ -99,6 +101,24 @@ def server_version(url: URL) -> str:
     finally:
         conn.close()
     return str(row[0]) if row else ""
+
+
+_LOOPBACK = frozenset({"127.0.0.1", "localhost", "::1"})
+
+
+def plain_loopback_options(url: URL) -> dict[str, Any]:
+    """PyMySQL options for the harness's own connections to ``url``: no TLS on loopback.
+
+    PyMySQL tries TLS on every connection unless told not to, and builds a TLS context
+    for it each time (it loads the system's CA bundle: tens of milliseconds a
+    connection, and a handshake where the server offers TLS, as MySQL and MariaDB 11
+    do). A login without a password to a server on this machine gains nothing from
+    it, so the fixtures' root connections skip it (``ssl_disabled``); a login with a
+    password, or to another host, keeps PyMySQL's default.
+    """
+    if (url.host or "localhost") in _LOOPBACK and not url.password:
+        return {"ssl_disabled": True}
+    return {}
 
 
 def kind_of_version(version: str) -> ServerKind | None:

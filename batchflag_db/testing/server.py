@@ -94,6 +94,9 @@ class ThrowawayServer:
         self._inner = inner
         self.socket = str(self._tmp / "mysqld.sock")
         self.log_path = self._tmp / "error.log"
+        # The server's own temporary files (implicit temporary tables, filesorts) stay
+        # in its scratch directory: a shared /tmp may be swept under it.
+        (self._tmp / "scratch").mkdir(exist_ok=True)
         self.port = free_port()
         self.process: subprocess.Popen[bytes] | None = None
         self._initialised = False
@@ -124,6 +127,7 @@ class ThrowawayServer:
             f"--pid-file={self._inner}/mysqld.pid",
             f"--log-error={self._inner}/error.log",
             *server_settings(self.flavour, durable=self.durable, binlog=self.binlog),
+            f"--tmpdir={self._inner}/scratch",
         ]
         if self.flavour == "mysql":
             # MySQL aborts unless secure-file-priv names an existing directory (Debian's
