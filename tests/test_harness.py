@@ -123,7 +123,10 @@ class TestThrowawayServer:
                 cur.execute("CREATE TABLE k.t (x INT PRIMARY KEY) ENGINE=InnoDB")
                 cur.execute("INSERT INTO k.t VALUES (42)")
                 cur.execute("SELECT VERSION()")
-                assert cur.fetchone()[0] == batchflag_server.version
+                # The run's kind, not always its point release: the session's server may be
+                # a container of Debian's main archive, this one the host's updated package.
+                assert batchflag_server.kind is not None
+                assert batchflag_server.kind.matches(cur.fetchone()[0])
             conn.close()
             server.kill()
             server.start()

@@ -100,8 +100,10 @@ class ServerBinaries:
             "--protocol=TCP",
         ]
         if url.password:
-            args.append(f"--password={url.password}")
-        elif self.flavour == "mariadb":
+            # In the environment, not on the command line, where MySQL's clients warn
+            # "Using a password on the command line interface can be insecure".
+            return self.command("env", f"MYSQL_PWD={url.password}", path, *args, *extra)
+        if self.flavour == "mariadb":
             # MariaDB 11.4+ clients verify the server's certificate by default and warn
             # that they cannot for a login without a password (a throwaway root here).
             args.append("--skip-ssl-verify-server-cert")
