@@ -18,6 +18,7 @@ from sqlalchemy import text
 from sqlalchemy.engine import Connection
 
 from batchflag_db import _ddl, _routines
+from batchflag_db._notice import notice
 from batchflag_db._schema import HISTORY_TABLE, KEY_COLUMN, LOCK_TABLE, VERSION_TABLE
 from batchflag_db.errors import ER_DUP_ENTRY, MigrationRefusedError, driver_error_details
 from batchflag_db.installation import (
@@ -328,17 +329,36 @@ def _check_keep(inst: Installation, keep: int | None) -> None:
         )
 
 
+_CLEANUP_REASON = "batchflag-db data check: several batches were current"
+"""Written after ``USER()`` in the account of each history row the data check adds."""
+
+
 def _clear_extra_current_rows(inst: Installation, keep: int | None) -> None:
+    """Clear the flag of every current row but the kept one (per scope); never in silence.
+
+    Online, each cleared id is named in a warning (:func:`~batchflag_db._notice.notice`:
+    shown even when ``fileConfig()`` disabled the logger). Online and offline, each gets
+    a history row (action ``unset``, account ``USER()`` and the reason) before the UPDATE.
+    """
     i, f = quote(inst.id_column), quote(inst.flag_column)
+    where = f" in its {inst.scope_column}" if inst.scope_column else ""
     if not _ddl.is_offline():
         for row_id, value in _ddl.rows(f"SELECT b.{i}, b.{f} FROM {_extra_current(inst, keep)}"):
-            log.warning(
+            notice(
+                log,
                 "cleared %s on batch %s (was %s): several batches were current%s",
                 inst.flag_column,
                 row_id,
                 value,
-                f" in its {inst.scope_column}" if inst.scope_column else "",
+                where,
             )
+    reason = f"{_CLEANUP_REASON}{where}; kept batch "
+    _ddl.run(
+        f"INSERT INTO `{HISTORY_TABLE}` (`batchId`, `previousBatchId`, `action`, `changedAt`, "
+        f"`account`, `connectionId`) SELECT b.{i}, b.{i}, 'unset', UTC_TIMESTAMP(6), "
+        f"LEFT(CONCAT(USER(), ' (', '{reason}', k.`kept`, ')'), 384), CONNECTION_ID() "
+        f"FROM {_extra_current(inst, keep)} ORDER BY b.{i}"
+    )
     t = quote(inst.table)
     on = f"b.{quote(inst.scope_column)} = k.`s`" if inst.scope_column else "k.`s` = 1"
     _ddl.run(
@@ -549,13 +569,13 @@ def create(
         _check_keep(inst, keep_current)
     _record(inst)
     if not adopt:
+        _ddl.run(_CREATE_HISTORY)  # first: the data check records what it clears there
         _clear_extra_current_rows(inst, keep_current)
         _add_key(inst, keep_current, descending=layout >= 2)
         _add_status_index(inst)
         if layout >= 2:
             _add_flag_index(inst)
         _add_lock(inst)
-        _ddl.run(_CREATE_HISTORY)
     replace_routines(inst)
     log.info("installed batchflag-db on %s", inst.describe())
     return inst
@@ -588,7 +608,7 @@ def drop(inst: Installation, *, layout: int = LATEST_LAYOUT) -> None:
         if count == 0:
             _ddl.run(f"DROP TABLE `{HISTORY_TABLE}`")
         else:
-            log.warning("kept table %s: it holds %s rows", HISTORY_TABLE, count)
+            notice(log, "kept table %s: it holds %s rows", HISTORY_TABLE, count)
 
 
 # --- the standalone chain (revision 0006 and the revisions before it) --------------

@@ -71,6 +71,54 @@ else:
             context.run_migrations()
 """
 
+INIT_LOGGING = """
+[loggers]
+keys = root,sqlalchemy,alembic
+
+[handlers]
+keys = console
+
+[formatters]
+keys = generic
+
+[logger_root]
+level = WARNING
+handlers = console
+qualname =
+
+[logger_sqlalchemy]
+level = WARNING
+handlers =
+qualname = sqlalchemy.engine
+
+[logger_alembic]
+level = INFO
+handlers =
+qualname = alembic
+
+[handler_console]
+class = StreamHandler
+args = (sys.stderr,)
+level = NOTSET
+formatter = generic
+
+[formatter_generic]
+format = %(levelname)-5.5s [%(name)s] %(message)s
+datefmt = %H:%M:%S
+"""
+"""The logging sections of the alembic.ini that ``alembic init`` writes."""
+
+INIT_FILECONFIG = """
+from logging.config import fileConfig
+
+import batchflag_db.alembic  # imported before fileConfig(), as a team's env.py may
+from alembic import context
+
+if context.config.config_file_name is not None:
+    fileConfig(context.config.config_file_name)  # disable_existing_loggers=True
+"""
+"""The head of the env.py that ``alembic init`` writes: fileConfig() with its defaults."""
+
 T001 = '''
 """the team's table"""
 import sqlalchemy as sa
@@ -129,15 +177,18 @@ DIRTY = [
 class TeamProject:
     """The team's Alembic project on one database."""
 
-    def __init__(self, root: Path, url: URL) -> None:
+    def __init__(self, root: Path, url: URL, *, as_alembic_init_writes: bool = False) -> None:
         self.root = root
         self.url = url
         (root / "versions").mkdir(parents=True)
         rendered = url.render_as_string(hide_password=False)
-        (root / "alembic.ini").write_text(
-            f"[alembic]\nscript_location = {root}\nsqlalchemy.url = {rendered}\n"
-        )
-        (root / "env.py").write_text(ENV_PY)
+        ini = f"[alembic]\nscript_location = {root}\nsqlalchemy.url = {rendered}\n"
+        env = ENV_PY
+        if as_alembic_init_writes:  # its logging sections, and fileConfig() with its defaults
+            ini += INIT_LOGGING
+            env = INIT_FILECONFIG + ENV_PY
+        (root / "alembic.ini").write_text(ini)
+        (root / "env.py").write_text(env)
         (root / "script.py.mako").write_text(
             '"""${message}"""\nfrom alembic import op\nimport sqlalchemy as sa\n'
             "revision = ${repr(up_revision)}\ndown_revision = ${repr(down_revision)}\n"
@@ -271,9 +322,11 @@ def fresh_db(server_url: URL) -> Iterator[Callable[[], URL]]:
     admin.close()
 
 
-def prepared(root: Path, url: URL) -> tuple[TeamProject, list[int], list[tuple[Any, ...]]]:
+def prepared(
+    root: Path, url: URL, *, as_alembic_init_writes: bool = False
+) -> tuple[TeamProject, list[int], list[tuple[Any, ...]]]:
     """The team's chain at t001 with dirty data, and the batchflag revision added."""
-    project = TeamProject(root, url)
+    project = TeamProject(root, url, as_alembic_init_writes=as_alembic_init_writes)
     project.ok("upgrade", "t001")
     ids = seed(url)
     before = rows(url)
@@ -446,6 +499,58 @@ class TestTeamProject:
         project.ok("stamp", "t001")  # the team's t001 kept its table
         project.ok("upgrade", "head")  # and back: the flags are as they were
         assert rows(project.url) == before
+
+
+def history_rows(url: URL) -> list[tuple[Any, ...]]:
+    conn = connect(url)
+    try:
+        with conn.cursor() as cur:
+            cur.execute(
+                "SELECT batchId, previousBatchId, action, account FROM currentBatchHistory "
+                "ORDER BY id"
+            )
+            return [tuple(r) for r in cur.fetchall()]
+    finally:
+        conn.close()
+
+
+class TestTheDataCheckIsNeverSilent:
+    """With the env.py ``alembic init`` writes (fileConfig disables existing loggers)."""
+
+    def test_upgrade_prints_each_cleared_id_and_records_it(
+        self, tmp_path: Path, db_url: URL
+    ) -> None:
+        """alembic upgrade names every cleared batch in its output; history has a row each."""
+        project, ids, _ = prepared(tmp_path / "team", db_url, as_alembic_init_writes=True)
+        done = project.alembic("upgrade", "head")
+        assert done.returncode == 0, done.stderr
+        output = done.stdout + done.stderr
+        for cleared in (ids[0], ids[1], ids[2]):
+            assert f"cleared is_current on batch {cleared} (was 1)" in output
+        for kept in (ids[3], ids[4]):
+            assert f"on batch {kept} " not in output
+        history = history_rows(db_url)
+        assert [r[:3] for r in history] == [(i, i, "unset") for i in (ids[0], ids[1], ids[2])]
+        reasons = [str(r[3]) for r in history]
+        assert all("several batches were current in its pipeline" in r for r in reasons)
+        assert reasons[0].endswith(f"kept batch {ids[3]})")
+        assert reasons[2].endswith(f"kept batch {ids[4]})")
+
+    def test_downgrade_says_it_kept_the_history(self, tmp_path: Path, db_url: URL) -> None:
+        """alembic downgrade names the history table it keeps because it has rows."""
+        project, _, _ = prepared(tmp_path / "team", db_url, as_alembic_init_writes=True)
+        project.ok("upgrade", "head")
+        done = project.alembic("downgrade", "t001")
+        assert done.returncode == 0, done.stderr
+        assert "kept table currentBatchHistory: it holds 3 rows" in done.stdout + done.stderr
+
+    def test_script_records_the_cleared_ids(self, tmp_path: Path, db_url: URL) -> None:
+        """Offline (--sql), the script writes the same history rows as it clears."""
+        project, ids, _ = prepared(tmp_path / "team", db_url, as_alembic_init_writes=True)
+        apply_script(db_url, project.ok("upgrade", "t001:head", "--sql"))
+        assert [r[:3] for r in history_rows(db_url)] == [
+            (i, i, "unset") for i in (ids[0], ids[1], ids[2])
+        ]
 
 
 def test_online_and_script_give_the_same_objects(
