@@ -12,6 +12,7 @@ that need the data run in the script itself, as a guard procedure that stops the
 from __future__ import annotations
 
 import logging
+import re
 
 from alembic import context, op
 from sqlalchemy import text
@@ -229,6 +230,7 @@ def _check(inst: Installation) -> Installation:
                 f"{inst.table} has no column `{name}` ({option}): name the column your table "
                 f"has, e.g. {option}=..., or add it"
             )
+    _check_column_types(inst, {name: value[0] for name, value in columns.items()})
     key = columns.get(inst.key_column)
     if key is not None and not key[4]:
         raise MigrationRefusedError(
@@ -253,6 +255,41 @@ def _check(inst: Installation) -> Installation:
     return inst if inst.scope_type else inst.with_scope_type(read_scope_type(inst))
 
 
+_INTEGER_TYPES = ("tinyint", "smallint", "mediumint", "int", "integer", "bigint")
+_COLUMN_KINDS: dict[str, tuple[tuple[str, ...], str]] = {
+    "id_column": (_INTEGER_TYPES, "an integer column (its primary key)"),
+    "flag_column": (
+        (*_INTEGER_TYPES, "bit", "bool", "boolean"),
+        "a numeric or boolean column (non-zero means current), e.g. TINYINT(1) NOT NULL "
+        "DEFAULT 0",
+    ),
+    "status_column": (
+        ("char", "varchar", "enum", "tinytext", "text"),
+        "a text column (CHAR, VARCHAR or ENUM) holding 'InProgress', 'Completed', ...",
+    ),
+    "scope_column": (
+        (*_INTEGER_TYPES, "char", "varchar", "enum", "binary", "varbinary", "date"),
+        "an integer, CHAR, VARCHAR, ENUM, BINARY or DATE column",
+    ),
+}
+"""Per option: the column types (as COLUMN_TYPE begins) it may name, and what to say otherwise."""
+
+
+def _check_column_types(inst: Installation, types: dict[str, str]) -> None:
+    """Refuse a column whose type the option cannot use, naming the column and its type."""
+    for option, (accepted, wanted) in _COLUMN_KINDS.items():
+        name = getattr(inst, option)
+        if name is None:
+            continue
+        column_type = types[name]
+        base = re.split(r"[\s(]", column_type.lower(), maxsplit=1)[0]
+        if base not in accepted:
+            raise MigrationRefusedError(
+                f"{option}={name!r}: column `{name}` of {inst.table} is {column_type}; "
+                f"batchflag-db needs {wanted}"
+            )
+
+
 def _guard(inst: Installation) -> None:
     """Offline: the checks of :func:`_check` that need the data, run by the script itself."""
     checks = [
@@ -271,6 +308,15 @@ def _guard(inst: Installation) -> None:
                     f"{inst.table} has no column {name}",
                 )
             )
+    flag_types = ", ".join(f"'{t}'" for t in _COLUMN_KINDS["flag_column"][0])
+    checks.append(
+        (
+            f"EXISTS (SELECT 1 FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = DATABASE() "
+            f"AND TABLE_NAME = '{inst.table}' AND COLUMN_NAME = '{inst.flag_column}' "
+            f"AND DATA_TYPE NOT IN ({flag_types}))",
+            f"flag column {inst.flag_column} is not numeric or boolean",
+        )
+    )
     if inst.scope_column is not None:
         checks.append(
             (

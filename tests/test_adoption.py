@@ -553,6 +553,47 @@ class TestTheDataCheckIsNeverSilent:
         ]
 
 
+class TestColumnTypes:
+    """A column whose type its option cannot use: refused before any change, naming both."""
+
+    @pytest.mark.parametrize(
+        ("names", "says"),
+        [
+            (
+                'flag_column="state", status_column="is_current"',
+                "column `state` of batch_status is varchar(16)",
+            ),
+            (
+                'flag_column="is_current", status_column="created_at"',
+                "column `created_at` of batch_status is datetime",
+            ),
+            (
+                'flag_column="is_current", status_column="state", scope_column="created_at", '
+                'scope_type="datetime"',
+                "column `created_at` of batch_status is datetime",
+            ),
+        ],
+    )
+    def test_refused_before_any_change(
+        self, tmp_path: Path, db_url: URL, names: str, says: str
+    ) -> None:
+        """alembic upgrade fails with the column and its type; no object, no flag changed."""
+        project, _, before = prepared(tmp_path / "team", db_url)
+        revision = T002.replace(
+            f'op.create_current_flag({NAMES}, scope_type="{SCOPE_TYPE}")',
+            f'op.create_current_flag(table="batch_status", {names})',
+        )
+        assert revision != T002
+        (project.root / "versions" / "t002_batchflag.py").write_text(textwrap.dedent(revision))
+        tables_before = set(objects(db_url))
+        done = project.alembic("upgrade", "head")
+        assert done.returncode != 0
+        assert says in done.stderr
+        assert "1292" not in done.stderr
+        assert rows(db_url) == before
+        assert set(objects(db_url)) == tables_before
+
+
 def test_online_and_script_give_the_same_objects(
     tmp_path: Path, fresh_db: Callable[[], URL]
 ) -> None:
