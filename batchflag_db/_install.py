@@ -260,8 +260,7 @@ _COLUMN_KINDS: dict[str, tuple[tuple[str, ...], str]] = {
     "id_column": (_INTEGER_TYPES, "an integer column (its primary key)"),
     "flag_column": (
         (*_INTEGER_TYPES, "bit", "bool", "boolean"),
-        "a numeric or boolean column (non-zero means current), e.g. TINYINT(1) NOT NULL "
-        "DEFAULT 0",
+        "a numeric or boolean column (non-zero means current), e.g. TINYINT(1) NOT NULL DEFAULT 0",
     ),
     "status_column": (
         ("char", "varchar", "enum", "tinytext", "text"),

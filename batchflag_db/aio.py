@@ -30,17 +30,16 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import importlib.util
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Any, TypeAlias, TypeVar
 
-try:
-    import greenlet  # noqa: F401  # SQLAlchemy's asyncio needs it; the aio extra brings it
-except ImportError as exc:  # pragma: no cover - exercised in a subprocess by the tests
+if importlib.util.find_spec("greenlet") is None:  # SQLAlchemy's asyncio needs it
     raise ImportError(
         "batchflag_db.aio needs the aio extra (SQLAlchemy's asyncio and aiomysql): "
         "pip install 'batchflag-db[aio]'"
-    ) from exc
+    )
 from sqlalchemy import text
 from sqlalchemy.engine import URL
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
