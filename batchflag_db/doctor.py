@@ -219,6 +219,8 @@ class _Doctor:
         # Installed by the team's own Alembic chain (op.create_current_flag): no
         # batchflag-db version table, and fixes are that chain's commands.
         self.own_chain = False
+        self.revision_hidden = False
+        self.never_installed = False
         self.routine_files: dict[str, str] = dict(CURRENT_ROUTINE_FILES)
         if self.recorded:
             self.routine_files = _routines.files(self.inst)
@@ -304,6 +306,11 @@ class _Doctor:
         except BatchFlagError as exc:
             if exc.errno == ER_NO_SUCH_TABLE:
                 return None
+            if exc.errno in _DENIED and self.recorded:
+                # An account granted on the installation's names (batchflag grant) may see
+                # the record but not the version table, which a chain installation lacks.
+                self.revision_hidden = True
+                return None
             if exc.errno in _DENIED:
                 _, _, message = driver_error_details(exc.__cause__ or exc)
                 raise BatchFlagError(
@@ -324,7 +331,16 @@ class _Doctor:
 
     def check_revision(self) -> str | None:
         revision = self.read_revision()
-        if revision is None and self.recorded:
+        if self.revision_hidden:
+            self.own_chain = True  # checked as installed: the objects say the rest
+            self.add(
+                "note",
+                "revision",
+                f"this account may not read {VERSION_TABLE} (an installation made by your own "
+                f"Alembic chain has none): revision not checked; objects of "
+                f"{self.inst.describe()} checked",
+            )
+        elif revision is None and self.recorded:
             self.own_chain = True
             self.add(
                 "ok",
@@ -333,11 +349,12 @@ class _Doctor:
                 f"(op.create_current_flag; there is no {VERSION_TABLE})",
             )
         elif revision is None:
+            self.never_installed = True
             self.add(
                 "problem",
                 "revision",
                 "the database was never migrated (no batchflag-db revision)",
-                f"{self.command} upgrade",
+                self.install_fix(),
             )
         elif not self.revisions.known(revision):
             self.add(
@@ -358,18 +375,42 @@ class _Doctor:
             self.add("ok", "revision", f"{revision} (head)")
         return revision
 
+    def install_fix(self) -> str:
+        """How to install where nothing is: on the team's table when the schema has one."""
+        theirs = self.theirs()
+        if not theirs or installation.DEFAULT.table in theirs:
+            return f"{self.command} upgrade"
+        table = next((t for t in theirs if "batch" in t.lower()), theirs[0])
+        return (
+            f"from your own Alembic chain, a revision calling op.create_current_flag("
+            f'table="{table}", flag_column=..., status_column=...); or, without one, '
+            f"{self.command} upgrade --table {table} --flag-column NAME --status-column NAME"
+        )
+
+    def theirs(self) -> list[str]:
+        """The schema's tables, batchflag-db's own aside."""
+        own = {installation.RECORD_TABLE, VERSION_TABLE, self.inst.lock_table, "currentBatchLock"}
+        own |= {self.inst.history_table, installation.SCOPE_LOCK_TABLE}
+        found = self.rows(
+            "SELECT TABLE_NAME FROM information_schema.TABLES WHERE TABLE_SCHEMA = DATABASE() "
+            "ORDER BY TABLE_NAME"
+        )
+        return [str(r[0]) for r in found if str(r[0]) not in own]
+
     def check_table(self) -> bool:
         found = self.rows(
             "SELECT ENGINE FROM information_schema.TABLES "
             "WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = :t",
             t=self.inst.table,
         )
+        if not found and self.never_installed:
+            return False  # nothing installed: the revision's finding says how to install
         if not found:
             self.add(
                 "problem",
                 "table",
                 f"table {self.inst.table} does not exist",
-                f"{self.command} downgrade base && {self.command} upgrade",
+                self.rebuild_from("base"),
             )
             return False
         engine = str(found[0][0] or "")
@@ -378,7 +419,7 @@ class _Doctor:
                 "problem",
                 "table",
                 f"{self.inst.table} uses the {engine} engine: flips are not atomic without InnoDB",
-                f"ALTER self.inst.table `{self.inst.table}` ENGINE=InnoDB",
+                f"ALTER TABLE `{self.inst.table}` ENGINE=InnoDB",
             )
         else:
             self.add("ok", "table", f"{self.inst.table} exists (InnoDB)")
@@ -566,6 +607,13 @@ class _Doctor:
             "WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = :t",
             t=self.inst.lock_table,
         )
+        if not exists[0][0] and self.hidden(self.inst.lock_table):
+            self.add(
+                "note",
+                "lock row",
+                f"could not check {self.inst.lock_table}: this account has no privilege on it",
+            )
+            return
         if not exists[0][0]:
             self.add(
                 "problem",
@@ -588,6 +636,14 @@ class _Doctor:
             )
         else:
             self.add("ok", "lock row", f"{self.inst.lock_table} has its row")
+
+    def hidden(self, table: str) -> bool:
+        """True when this account may not see ``table``, so "missing" cannot be told apart."""
+        try:
+            self.link.run(f"SELECT 1 FROM `{table}` LIMIT 0")
+        except BatchFlagError as exc:
+            return exc.errno in _DENIED
+        return False
 
     def check_routines(self) -> dict[str, list[str]]:
         """Check each routine; return {definer: [routine names]}."""

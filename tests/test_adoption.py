@@ -215,6 +215,10 @@ class TeamProject:
         return done.stdout
 
 
+def url_text(url: URL) -> str:
+    return url.render_as_string(hide_password=False)
+
+
 def apply_script(url: URL, script: str) -> None:
     """Feed a --sql script to the run's kind's command-line client, as a DBA would."""
     done = subprocess.run(
@@ -592,6 +596,121 @@ class TestColumnTypes:
         assert "1292" not in done.stderr
         assert rows(db_url) == before
         assert set(objects(db_url)) == tables_before
+
+
+def tables(url: URL) -> set[str]:
+    return {k for k in objects(url) if not k.startswith(("procedure", "record", "scope"))}
+
+
+@pytest.fixture
+def chain_installed(tmp_path: Path, db_url: URL) -> tuple[TeamProject, list[int]]:
+    """The team's chain at t002: installed by op.create_current_flag, online."""
+    project, ids, _ = prepared(tmp_path / "team", db_url)
+    project.ok("upgrade", "head")
+    return project, ids
+
+
+class TestCommandsOnAChainInstallation:
+    """Every command reads the installation the team's own chain recorded."""
+
+    def test_revision_names_the_teams_revision(
+        self, chain_installed: tuple[TeamProject, list[int]]
+    ) -> None:
+        """batchflag revision says the team's chain installed it, at t002, and exits 0."""
+        project, _ = chain_installed
+        done = run_cli("--url", url_text(project.url), "revision")
+        assert done.returncode == 0, done.stderr
+        assert "your own Alembic chain (alembic_version is at t002)" in done.stdout
+        assert "never migrated" not in done.stdout
+
+    @pytest.mark.parametrize(
+        "args",
+        [
+            (
+                "upgrade",
+                "--table",
+                "batch_status",
+                "--flag-column",
+                "is_current",
+                "--status-column",
+                "state",
+            ),
+            ("upgrade",),
+            ("downgrade", "base"),
+        ],
+    )
+    def test_standalone_migrations_refuse(
+        self, chain_installed: tuple[TeamProject, list[int]], args: tuple[str, ...]
+    ) -> None:
+        """upgrade and downgrade exit 1 naming the owner; no batchflag_alembic_version appears."""
+        project, _ = chain_installed
+        before = objects(project.url)
+        done = run_cli("--url", url_text(project.url), *args)
+        assert done.returncode == 1, done.stdout
+        assert "your own Alembic chain (alembic_version is at t002)" in done.stderr
+        assert len(done.stderr.strip().splitlines()) == 1
+        assert "batchflag_alembic_version" not in tables(project.url)
+        assert objects(project.url) == before
+
+    def test_grant_sql_applies_with_the_client(
+        self, chain_installed: tuple[TeamProject, list[int]]
+    ) -> None:
+        """grant --sql prints grants on batch_status; the mariadb/mysql client applies them."""
+        project, _ = chain_installed
+        user = f"app_{uuid.uuid4().hex[:8]}"
+        call(project.url, f"CREATE USER '{user}'@'%' IDENTIFIED BY 'app-pw'")
+        try:
+            done = run_cli("--url", url_text(project.url), "grant", f"'{user}'@'%'", "--sql")
+            assert done.returncode == 0, done.stderr
+            assert "`batch_status`" in done.stdout
+            assert "batchStatus" not in done.stdout
+            apply_script(project.url, done.stdout)
+            app = project.url.set(username=user, password="app-pw")  # noqa: S106 - test account
+            assert call(app, "SELECT COUNT(*) FROM batch_status") == (len(DIRTY),)
+        finally:
+            call(project.url, f"DROP USER IF EXISTS '{user}'@'%'")
+
+    def test_demo_refuses_with_a_working_suggestion(
+        self, chain_installed: tuple[TeamProject, list[int]]
+    ) -> None:
+        """demo --url leaves the team's database alone and says to run it without a URL."""
+        project, _ = chain_installed
+        before = objects(project.url), rows(project.url)
+        done = run_cli("--url", url_text(project.url), "demo")
+        assert done.returncode == 1
+        assert "run `batchflag demo` with no --url" in done.stderr
+        assert (objects(project.url), rows(project.url)) == before
+
+    def test_doctor_as_a_granted_account(
+        self, chain_installed: tuple[TeamProject, list[int]]
+    ) -> None:
+        """An account given what batchflag grant gives: a note on the revision, exit 0."""
+        project, _ = chain_installed
+        user = f"mon_{uuid.uuid4().hex[:8]}"
+        call(project.url, f"CREATE USER '{user}'@'%' IDENTIFIED BY 'mon-pw'")
+        try:
+            granted = run_cli("--url", url_text(project.url), "grant", f"'{user}'@'%'")
+            assert granted.returncode == 0, granted.stderr
+            app = project.url.set(username=user, password="mon-pw")  # noqa: S106 - test account
+            done = run_cli("--url", url_text(app), "doctor")
+            assert "may not read batchflag_alembic_version" not in done.stderr
+            assert "note    revision: this account may not read" in done.stdout
+            assert done.returncode == 0, done.stdout + done.stderr
+        finally:
+            call(project.url, f"DROP USER IF EXISTS '{user}'@'%'")
+
+
+def test_doctor_on_the_teams_table_names_create_current_flag(tmp_path: Path, db_url: URL) -> None:
+    """The team's table and nothing installed: the fix is op.create_current_flag (or --table)."""
+    project = TeamProject(tmp_path / "team", db_url)
+    project.ok("upgrade", "t001")
+    done = run_cli("--url", url_text(db_url), "doctor")
+    assert done.returncode == 3
+    problems = [line for line in done.stdout.splitlines() if line.startswith("PROBLEM")]
+    assert len(problems) == 1, done.stdout
+    assert 'op.create_current_flag(table="batch_status"' in problems[0]
+    assert "upgrade --table batch_status" in problems[0]
+    assert "downgrade base" not in done.stdout
 
 
 def test_online_and_script_give_the_same_objects(

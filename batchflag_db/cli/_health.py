@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import click
 
-from batchflag_db import grants
+from batchflag_db import grants, installation
+from batchflag_db._connection import connect
 from batchflag_db.cli.group import EXIT_UNHEALTHY
 from batchflag_db.cli.helpers import command_prefix, echo_json, open_engine, resolve_database_url
 from batchflag_db.config import describe_url
@@ -85,12 +86,16 @@ def doctor(as_json: bool) -> None:
 def grant(account: str, as_sql: bool, database: str | None) -> None:
     """Let ACCOUNT ('user'@'host') call the procedures and read batchStatus, nothing more.
 
-    The account may CALL set_current_batch / unset_current_batch and SELECT batchStatus,
-    but not UPDATE currentBatch itself. It must already exist (CREATE USER).
+    The account may CALL set_current_batch / unset_current_batch and SELECT batchStatus
+    (or the table the installation records), but not UPDATE the flag itself. It must
+    already exist (CREATE USER). With --sql the names are read from the database too.
     """
     if as_sql:
-        name = database or resolve_database_url().database
-        for statement in grants.grant_statements(account, str(name)):
+        url = resolve_database_url()
+        name = str(database or url.database)
+        with open_engine(url) as engine, connect(engine) as link:
+            inst = installation.read(link, name)  # the recorded names, whoever installed it
+        for statement in grants.grant_statements(account, name, inst):
             click.echo(f"{statement};")
         return
     url = resolve_database_url()
