@@ -55,11 +55,7 @@ class Owner:
         """One line: who installed it, on which names."""
         if self.kind != "chain":
             return f"installed by batchflag upgrade on {self.installation.describe()}"
-        at = (
-            f" ({CHAIN_VERSION_TABLE} is at {self.chain_revision})"
-            if self.chain_revision
-            else ""
-        )
+        at = f" ({CHAIN_VERSION_TABLE} is at {self.chain_revision})" if self.chain_revision else ""
         return (
             f"installed by your own Alembic chain{at}, with op.create_current_flag, on "
             f"{self.installation.describe()}"

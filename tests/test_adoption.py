@@ -11,6 +11,7 @@ server's command-line client.
 from __future__ import annotations
 
 import asyncio
+import inspect
 import re
 import subprocess
 import sys
@@ -22,12 +23,13 @@ from typing import Any
 
 import pymysql
 import pytest
+from alembic.operations import Operations
 from sqlalchemy import Column, Index, Integer, MetaData, Table, create_engine, pool
 from sqlalchemy.engine import URL
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from batchflag_db import aio, get_current_batch
-from batchflag_db.alembic import include_object
+from batchflag_db.alembic import FlagOperations, include_object
 from batchflag_db.dashboard import resolve_dashboard_batch
 from batchflag_db.doctor import diagnose
 from batchflag_db.errors import ConfigurationError
@@ -43,7 +45,9 @@ from alembic import context
 from sqlalchemy import Column, DateTime, Integer, MetaData, Table, create_engine, pool, text
 from sqlalchemy.dialects.mysql import TINYINT, VARCHAR
 
-from batchflag_db.alembic import include_object
+from alembic.operations import Operations
+
+from batchflag_db.alembic import FlagOperations, include_object
 
 metadata = MetaData()
 Table(
@@ -845,6 +849,77 @@ class TestMovingBetweenRevisions:
         done = project.alembic("upgrade", "head")
         assert done.returncode != 0
         assert "routine version 9" in done.stderr
+
+
+TYPED_REVISION = '''
+"""batchflag-db on batch_status, as mypy --strict checks it"""
+from batchflag_db.alembic import op
+
+revision = "t002"
+down_revision = "t001"
+
+
+def upgrade() -> None:
+    op.create_current_flag(
+        table="batch_status", flag_column="is_current", status_column="state",
+        scope_column="pipeline", scope_type="varchar(32)", keep_current=None,
+    )
+    op.replace_current_flag_routines(table="batch_status", version=3, previous=3)
+
+
+def downgrade() -> None:
+    op.drop_current_flag(table="batch_status", flag_column="is_current", status_column="state")
+    op.execute("SELECT 1")  # Alembic's own operations keep their types
+'''
+
+
+class TestTypedOperations:
+    """The operations declare their parameters: for editors, inspect and mypy --strict."""
+
+    @pytest.mark.parametrize(
+        "name", ["create_current_flag", "drop_current_flag", "replace_current_flag_routines"]
+    )
+    def test_signature_lists_the_names(self, name: str) -> None:
+        """inspect.signature of Operations.<name> lists every name, as FlagOperations declares."""
+        registered = inspect.signature(getattr(Operations, name)).parameters
+        assert list(registered)[:6] == [
+            "self",
+            "table",
+            "id_column",
+            "flag_column",
+            "status_column",
+            "scope_column",
+        ]
+        declared = inspect.signature(getattr(FlagOperations, name)).parameters
+        assert [(p.name, p.kind) for p in registered.values()] == [
+            (p.name, p.kind) for p in declared.values()
+        ]
+
+    def _mypy(self, tmp_path: Path, source: str) -> subprocess.CompletedProcess[str]:
+        path = tmp_path / "t002_batchflag.py"
+        path.write_text(source)
+        return subprocess.run(
+            [sys.executable, "-m", "mypy", "--strict", "--no-incremental", str(path)],
+            capture_output=True,
+            text=True,
+            timeout=600,
+            check=False,
+            cwd=tmp_path,
+        )
+
+    def test_mypy_strict_passes_on_a_revision(self, tmp_path: Path) -> None:
+        """A revision calling op.create_current_flag (op from batchflag_db.alembic) type-checks."""
+        done = self._mypy(tmp_path, textwrap.dedent(TYPED_REVISION))
+        assert done.returncode == 0, done.stdout + done.stderr
+
+    def test_mypy_strict_catches_a_misspelled_name(self, tmp_path: Path) -> None:
+        """The same revision with flag_colum= fails the check, naming the argument."""
+        wrong = textwrap.dedent(TYPED_REVISION).replace(
+            'flag_column="is_current", status', 'flag_colum="is_current", status', 1
+        )
+        done = self._mypy(tmp_path, wrong)
+        assert done.returncode == 1
+        assert 'Unexpected keyword argument "flag_colum"' in done.stdout
 
 
 class TestIncludeObject:
