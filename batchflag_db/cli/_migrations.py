@@ -131,10 +131,9 @@ def revision(as_json: bool) -> None:
             "database_revision": current,
             "head_revision": head,
             "at_head": current == head,
-            "installed_by": owner.kind,
         }
         if owner.chain:
-            data["chain_revision"] = owner.chain_revision
+            data.update(installed_by="chain", chain_revision=owner.chain_revision)
         echo_json(data)
         return
     if owner.chain:
