@@ -19,6 +19,7 @@ from sqlalchemy import text
 from sqlalchemy.engine import Connection
 
 from batchflag_db import _ddl, _routines
+from batchflag_db import installation as installation_names
 from batchflag_db._notice import notice
 from batchflag_db._schema import HISTORY_TABLE, KEY_COLUMN, LOCK_TABLE, VERSION_TABLE
 from batchflag_db.errors import ER_DUP_ENTRY, MigrationRefusedError, driver_error_details
@@ -412,25 +413,11 @@ def _clear_extra_current_rows(inst: Installation, keep: int | None) -> None:
     )
 
 
-def _key_index_statement(inst: Installation, name: str, *, descending: bool) -> str:
-    columns = ", ".join(
-        quote(c) + (" DESC" if descending and c == inst.key_column else "")
-        for c in inst.key_columns
-    )
-    return f"ALTER TABLE {quote(inst.table)} ADD UNIQUE INDEX {quote(name)} ({columns})"
-
-
 def _add_key(inst: Installation, keep: int | None, *, descending: bool) -> None:
-    t, f = quote(inst.table), quote(inst.flag_column)
-    k = quote(inst.key_column)
     offline = _ddl.is_offline()
     if offline or inst.key_column not in _columns(inst.table):
-        _ddl.alter_online(
-            f"ALTER TABLE {t} ADD COLUMN {k} TINYINT GENERATED ALWAYS AS "
-            f"(IF({f} <> 0, 1, NULL)) VIRTUAL",
-            "ALGORITHM=INSTANT",
-        )
-    add_index = _key_index_statement(inst, inst.key_index, descending=descending)
+        _ddl.alter_online(inst.add_key_column(), "ALGORITHM=INSTANT")
+    add_index = inst.add_key_index(inst.key_index, descending=descending)
     if offline:
         _ddl.alter_online(add_index, _ONLINE)
         return
@@ -451,11 +438,7 @@ def _add_key(inst: Installation, keep: int | None, *, descending: bool) -> None:
 
 def _add_status_index(inst: Installation) -> None:
     if _ddl.is_offline() or not _index_exists(inst.table, inst.status_index):
-        columns = ", ".join(quote(c) for c in inst.status_columns)
-        _ddl.alter_online(
-            f"ALTER TABLE {quote(inst.table)} ADD INDEX {quote(inst.status_index)} ({columns})",
-            "ALGORITHM=INPLACE, LOCK=NONE",
-        )
+        _ddl.alter_online(inst.add_status_index(), _ONLINE)
 
 
 def _swap_key_index(inst: Installation, *, descending: bool) -> None:
@@ -468,11 +451,10 @@ def _swap_key_index(inst: Installation, *, descending: bool) -> None:
     """
     t = quote(inst.table)
     index, spare = inst.key_index, inst.key_index_next
-    drop = f"ALTER TABLE {t} DROP INDEX {{}}"
     rename = f"ALTER TABLE {t} RENAME INDEX {quote(spare)} TO {quote(index)}"
-    build = _key_index_statement(inst, spare, descending=descending)
+    build = inst.add_key_index(spare, descending=descending)
     if _ddl.is_offline():
-        for statement in (build, drop.format(quote(index)), rename):
+        for statement in (build, inst.drop_index(index), rename):
             _ddl.alter_online(statement, _ONLINE)
         return
     order = "descending" if descending else "ascending"
@@ -484,7 +466,7 @@ def _swap_key_index(inst: Installation, *, descending: bool) -> None:
         current, leftover = leftover, None
     if leftover is not None:
         log.warning("dropping %s, left by a stopped index swap", spare)
-        _ddl.alter_online(drop.format(quote(spare)), _ONLINE)
+        _ddl.alter_online(inst.drop_index(spare), _ONLINE)
     if current is None:
         log.warning("%s has no index %s: left as it is; run `batchflag doctor`", inst.table, index)
         return
@@ -499,18 +481,15 @@ def _swap_key_index(inst: Installation, *, descending: bool) -> None:
             "still waits while a flip's transaction is open",
             index,
         )
-        _ddl.alter_online(drop.format(quote(spare)), _ONLINE)
+        _ddl.alter_online(inst.drop_index(spare), _ONLINE)
         return
-    _ddl.alter_online(drop.format(quote(index)), _ONLINE)
+    _ddl.alter_online(inst.drop_index(index), _ONLINE)
     _ddl.alter_online(rename, _ONLINE)
     log.info("index %s is now %s", index, order)
 
 
 def _add_flag_index(inst: Installation) -> None:
-    add = (
-        f"ALTER TABLE {quote(inst.table)} ADD INDEX {quote(inst.flag_index)} "
-        f"({quote(inst.flag_column)})"
-    )
+    add = inst.add_flag_index()
     if _ddl.is_offline():
         _ddl.alter_online(add, _ONLINE)
         return
@@ -531,9 +510,7 @@ def _add_flag_index(inst: Installation) -> None:
 def _drop_flag_index(inst: Installation) -> None:
     """Drop batchflag-db's flag index; an index of the user's own is never dropped."""
     if _ddl.is_offline() or _index_exists(inst.table, inst.flag_index):
-        _ddl.alter_online(
-            f"ALTER TABLE {quote(inst.table)} DROP INDEX {quote(inst.flag_index)}", _ONLINE
-        )
+        _ddl.alter_online(inst.drop_index(inst.flag_index), _ONLINE)
 
 
 def set_layout(inst: Installation, layout: int) -> None:
@@ -658,8 +635,8 @@ def drop(inst: Installation, *, layout: int = LATEST_LAYOUT) -> None:
 
 # --- the standalone chain (revision 0006 and the revisions before it) --------------
 
-OPTION_NAMES = ("table", "id_column", "flag_column", "status_column", "scope_column", "scope_type")
-"""The installation options ``batchflag upgrade`` and ``-x NAME=VALUE`` take."""
+OPTION_NAMES = installation_names.OPTION_NAMES
+"""The installation options ``batchflag upgrade`` and ``-x NAME=VALUE`` take (Installation's)."""
 
 _ATTRIBUTE = "installation"
 
