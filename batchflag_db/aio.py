@@ -38,7 +38,7 @@ from typing import Any, TypeAlias, TypeVar
 if importlib.util.find_spec("greenlet") is None:  # SQLAlchemy's asyncio needs it
     raise ImportError(
         "batchflag_db.aio needs the aio extra (SQLAlchemy's asyncio and aiomysql): "
-        "pip install 'batchflag-db[aio]'"
+        "pip install 'batchflag-db[aio]' (from a checkout: pip install -e '.[aio]')"
     )
 from sqlalchemy import text
 from sqlalchemy.engine import URL
