@@ -1,17 +1,20 @@
 """``batchflag doctor``: is this database what this version of batchflag-db expects?
 
-Checks, in order: the Alembic revision is this version's head; ``batchStatus``
-exists and is InnoDB; at most one row is current; the key column is the expected
-generated column; its UNIQUE index is there; the lock table has its row; every
-routine exists and its body matches this version's SQL file
-(:data:`~batchflag_db._schema.CURRENT_ROUTINE_FILES`); every routine's definer
-account exists.
+:func:`read_catalog` reads everything once (the revision, the installation's record,
+the table's columns and indexes, the current rows, the lock table, the routines and
+their definers, the open transactions) into a :class:`Catalog`. Each check is then a
+function of that catalog returning its findings, in order: :func:`check_revision`,
+:func:`check_table`, :func:`check_current_rows`, and once the database is at head (or
+the team's own chain installed it) the :data:`OBJECT_CHECKS`: the key column
+(:attr:`~batchflag_db.installation.Installation.key_expression`), its UNIQUE index
+(DESC), the flag index, the lock row, each routine's body against this version's SQL
+file, each definer, and transactions holding row locks too long.
 
-Each problem comes with the command that fixes it. The fixes that rebuild schema
-objects run the migrations that create them again: down to the revision before
-the one that created the object, then up (no rows are deleted on the way).
-A check this account is not allowed to run (reading ``mysql.user``, or routine
-bodies of another definer) is a note, not a problem.
+Each problem comes with the command that fixes it, for whichever chain made the
+installation (``batchflag`` down and up again, or the team's ``alembic``; on the team's
+table with nothing installed, ``op.create_current_flag``). A check this account is not
+allowed to run (reading ``mysql.user``, routine bodies of another definer, tables it
+has no privilege on) is a note, not a problem.
 """
 
 from __future__ import annotations
