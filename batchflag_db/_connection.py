@@ -29,9 +29,22 @@ from sqlalchemy.dialects import mysql
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.sql.elements import TextClause
 
-from batchflag_db.errors import BatchFlagError, DatabaseConnectionError, translated_errors
+from batchflag_db.errors import (
+    BatchFlagError,
+    DatabaseConnectionError,
+    NotAConnectionError,
+    translated_errors,
+)
 
-__all__ = ["Connectable", "DBAPIConnection", "Link", "Result", "connect", "drain"]
+__all__ = [
+    "Connectable",
+    "DBAPIConnection",
+    "Link",
+    "Result",
+    "connect",
+    "drain",
+    "not_a_connection",
+]
 
 
 class DBAPIConnection(Protocol):
@@ -281,6 +294,7 @@ def connect(conn: Connectable, *, isolation_level: str | None = "AUTOCOMMIT") ->
             connection that fails this way inside the block is invalidated, so the
             pool neither hands it out again nor resets it.
         BatchFlagError: Any other driver error with an errno.
+        NotAConnectionError: ``conn`` is none of those (a URL string, say).
     """
     if isinstance(conn, Engine):
         with translated_errors(), conn.connect() as checked_out:
@@ -296,5 +310,16 @@ def connect(conn: Connectable, *, isolation_level: str | None = "AUTOCOMMIT") ->
                 raise
     elif isinstance(conn, Connection):
         yield Link(conn)
-    else:
+    elif callable(getattr(conn, "cursor", None)):
         yield Link(None, conn)
+    else:
+        raise not_a_connection(conn, "an Engine, a Connection or a PEP 249 connection")
+
+
+def not_a_connection(conn: object, wanted: str) -> NotAConnectionError:
+    """The error for a ``conn`` that is none of ``wanted``; a URL is never echoed (its password)."""
+    given = type(conn).__name__
+    hint = ""
+    if isinstance(conn, str) or given == "URL":
+        hint = ": for a database URL, pass create_engine(url) (or create_async_engine(url))"
+    return NotAConnectionError(f"conn must be {wanted}, not a {given}{hint}")

@@ -12,12 +12,15 @@ that need the data run in the script itself, as a guard procedure that stops the
 from __future__ import annotations
 
 import logging
+import re
 
 from alembic import context, op
 from sqlalchemy import text
 from sqlalchemy.engine import Connection
 
 from batchflag_db import _ddl, _routines
+from batchflag_db import installation as installation_names
+from batchflag_db._notice import notice
 from batchflag_db._schema import HISTORY_TABLE, KEY_COLUMN, LOCK_TABLE, VERSION_TABLE
 from batchflag_db.errors import ER_DUP_ENTRY, MigrationRefusedError, driver_error_details
 from batchflag_db.installation import (
@@ -228,6 +231,7 @@ def _check(inst: Installation) -> Installation:
                 f"{inst.table} has no column `{name}` ({option}): name the column your table "
                 f"has, e.g. {option}=..., or add it"
             )
+    _check_column_types(inst, {name: value[0] for name, value in columns.items()})
     key = columns.get(inst.key_column)
     if key is not None and not key[4]:
         raise MigrationRefusedError(
@@ -252,6 +256,40 @@ def _check(inst: Installation) -> Installation:
     return inst if inst.scope_type else inst.with_scope_type(read_scope_type(inst))
 
 
+_INTEGER_TYPES = ("tinyint", "smallint", "mediumint", "int", "integer", "bigint")
+_COLUMN_KINDS: dict[str, tuple[tuple[str, ...], str]] = {
+    "id_column": (_INTEGER_TYPES, "an integer column (its primary key)"),
+    "flag_column": (
+        (*_INTEGER_TYPES, "bit", "bool", "boolean"),
+        "a numeric or boolean column (non-zero means current), e.g. TINYINT(1) NOT NULL DEFAULT 0",
+    ),
+    "status_column": (
+        ("char", "varchar", "enum", "tinytext", "text"),
+        "a text column (CHAR, VARCHAR or ENUM) holding 'InProgress', 'Completed', ...",
+    ),
+    "scope_column": (
+        (*_INTEGER_TYPES, "char", "varchar", "enum", "binary", "varbinary", "date"),
+        "an integer, CHAR, VARCHAR, ENUM, BINARY or DATE column",
+    ),
+}
+"""Per option: the column types (as COLUMN_TYPE begins) it may name, and what to say otherwise."""
+
+
+def _check_column_types(inst: Installation, types: dict[str, str]) -> None:
+    """Refuse a column whose type the option cannot use, naming the column and its type."""
+    for option, (accepted, wanted) in _COLUMN_KINDS.items():
+        name = getattr(inst, option)
+        if name is None:
+            continue
+        column_type = types[name]
+        base = re.split(r"[\s(]", column_type.lower(), maxsplit=1)[0]
+        if base not in accepted:
+            raise MigrationRefusedError(
+                f"{option}={name!r}: column `{name}` of {inst.table} is {column_type}; "
+                f"batchflag-db needs {wanted}"
+            )
+
+
 def _guard(inst: Installation) -> None:
     """Offline: the checks of :func:`_check` that need the data, run by the script itself."""
     checks = [
@@ -270,6 +308,15 @@ def _guard(inst: Installation) -> None:
                     f"{inst.table} has no column {name}",
                 )
             )
+    flag_types = ", ".join(f"'{t}'" for t in _COLUMN_KINDS["flag_column"][0])
+    checks.append(
+        (
+            f"EXISTS (SELECT 1 FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = DATABASE() "
+            f"AND TABLE_NAME = '{inst.table}' AND COLUMN_NAME = '{inst.flag_column}' "
+            f"AND DATA_TYPE NOT IN ({flag_types}))",
+            f"flag column {inst.flag_column} is not numeric or boolean",
+        )
+    )
     if inst.scope_column is not None:
         checks.append(
             (
@@ -328,17 +375,36 @@ def _check_keep(inst: Installation, keep: int | None) -> None:
         )
 
 
+_CLEANUP_REASON = "batchflag-db data check: several batches were current"
+"""Written after ``USER()`` in the account of each history row the data check adds."""
+
+
 def _clear_extra_current_rows(inst: Installation, keep: int | None) -> None:
+    """Clear the flag of every current row but the kept one (per scope); never in silence.
+
+    Online, each cleared id is named in a warning (:func:`~batchflag_db._notice.notice`:
+    shown even when ``fileConfig()`` disabled the logger). Online and offline, each gets
+    a history row (action ``unset``, account ``USER()`` and the reason) before the UPDATE.
+    """
     i, f = quote(inst.id_column), quote(inst.flag_column)
+    where = f" in its {inst.scope_column}" if inst.scope_column else ""
     if not _ddl.is_offline():
         for row_id, value in _ddl.rows(f"SELECT b.{i}, b.{f} FROM {_extra_current(inst, keep)}"):
-            log.warning(
+            notice(
+                log,
                 "cleared %s on batch %s (was %s): several batches were current%s",
                 inst.flag_column,
                 row_id,
                 value,
-                f" in its {inst.scope_column}" if inst.scope_column else "",
+                where,
             )
+    reason = f"{_CLEANUP_REASON}{where}; kept batch "
+    _ddl.run(
+        f"INSERT INTO `{HISTORY_TABLE}` (`batchId`, `previousBatchId`, `action`, `changedAt`, "
+        f"`account`, `connectionId`) SELECT b.{i}, b.{i}, 'unset', UTC_TIMESTAMP(6), "
+        f"LEFT(CONCAT(USER(), ' (', '{reason}', k.`kept`, ')'), 384), CONNECTION_ID() "
+        f"FROM {_extra_current(inst, keep)} ORDER BY b.{i}"
+    )
     t = quote(inst.table)
     on = f"b.{quote(inst.scope_column)} = k.`s`" if inst.scope_column else "k.`s` = 1"
     _ddl.run(
@@ -347,25 +413,11 @@ def _clear_extra_current_rows(inst: Installation, keep: int | None) -> None:
     )
 
 
-def _key_index_statement(inst: Installation, name: str, *, descending: bool) -> str:
-    columns = ", ".join(
-        quote(c) + (" DESC" if descending and c == inst.key_column else "")
-        for c in inst.key_columns
-    )
-    return f"ALTER TABLE {quote(inst.table)} ADD UNIQUE INDEX {quote(name)} ({columns})"
-
-
 def _add_key(inst: Installation, keep: int | None, *, descending: bool) -> None:
-    t, f = quote(inst.table), quote(inst.flag_column)
-    k = quote(inst.key_column)
     offline = _ddl.is_offline()
     if offline or inst.key_column not in _columns(inst.table):
-        _ddl.alter_online(
-            f"ALTER TABLE {t} ADD COLUMN {k} TINYINT GENERATED ALWAYS AS "
-            f"(IF({f} <> 0, 1, NULL)) VIRTUAL",
-            "ALGORITHM=INSTANT",
-        )
-    add_index = _key_index_statement(inst, inst.key_index, descending=descending)
+        _ddl.alter_online(inst.add_key_column(), "ALGORITHM=INSTANT")
+    add_index = inst.add_key_index(inst.key_index, descending=descending)
     if offline:
         _ddl.alter_online(add_index, _ONLINE)
         return
@@ -386,11 +438,7 @@ def _add_key(inst: Installation, keep: int | None, *, descending: bool) -> None:
 
 def _add_status_index(inst: Installation) -> None:
     if _ddl.is_offline() or not _index_exists(inst.table, inst.status_index):
-        columns = ", ".join(quote(c) for c in inst.status_columns)
-        _ddl.alter_online(
-            f"ALTER TABLE {quote(inst.table)} ADD INDEX {quote(inst.status_index)} ({columns})",
-            "ALGORITHM=INPLACE, LOCK=NONE",
-        )
+        _ddl.alter_online(inst.add_status_index(), _ONLINE)
 
 
 def _swap_key_index(inst: Installation, *, descending: bool) -> None:
@@ -403,11 +451,10 @@ def _swap_key_index(inst: Installation, *, descending: bool) -> None:
     """
     t = quote(inst.table)
     index, spare = inst.key_index, inst.key_index_next
-    drop = f"ALTER TABLE {t} DROP INDEX {{}}"
     rename = f"ALTER TABLE {t} RENAME INDEX {quote(spare)} TO {quote(index)}"
-    build = _key_index_statement(inst, spare, descending=descending)
+    build = inst.add_key_index(spare, descending=descending)
     if _ddl.is_offline():
-        for statement in (build, drop.format(quote(index)), rename):
+        for statement in (build, inst.drop_index(index), rename):
             _ddl.alter_online(statement, _ONLINE)
         return
     order = "descending" if descending else "ascending"
@@ -419,7 +466,7 @@ def _swap_key_index(inst: Installation, *, descending: bool) -> None:
         current, leftover = leftover, None
     if leftover is not None:
         log.warning("dropping %s, left by a stopped index swap", spare)
-        _ddl.alter_online(drop.format(quote(spare)), _ONLINE)
+        _ddl.alter_online(inst.drop_index(spare), _ONLINE)
     if current is None:
         log.warning("%s has no index %s: left as it is; run `batchflag doctor`", inst.table, index)
         return
@@ -434,18 +481,15 @@ def _swap_key_index(inst: Installation, *, descending: bool) -> None:
             "still waits while a flip's transaction is open",
             index,
         )
-        _ddl.alter_online(drop.format(quote(spare)), _ONLINE)
+        _ddl.alter_online(inst.drop_index(spare), _ONLINE)
         return
-    _ddl.alter_online(drop.format(quote(index)), _ONLINE)
+    _ddl.alter_online(inst.drop_index(index), _ONLINE)
     _ddl.alter_online(rename, _ONLINE)
     log.info("index %s is now %s", index, order)
 
 
 def _add_flag_index(inst: Installation) -> None:
-    add = (
-        f"ALTER TABLE {quote(inst.table)} ADD INDEX {quote(inst.flag_index)} "
-        f"({quote(inst.flag_column)})"
-    )
+    add = inst.add_flag_index()
     if _ddl.is_offline():
         _ddl.alter_online(add, _ONLINE)
         return
@@ -466,9 +510,7 @@ def _add_flag_index(inst: Installation) -> None:
 def _drop_flag_index(inst: Installation) -> None:
     """Drop batchflag-db's flag index; an index of the user's own is never dropped."""
     if _ddl.is_offline() or _index_exists(inst.table, inst.flag_index):
-        _ddl.alter_online(
-            f"ALTER TABLE {quote(inst.table)} DROP INDEX {quote(inst.flag_index)}", _ONLINE
-        )
+        _ddl.alter_online(inst.drop_index(inst.flag_index), _ONLINE)
 
 
 def set_layout(inst: Installation, layout: int) -> None:
@@ -549,13 +591,13 @@ def create(
         _check_keep(inst, keep_current)
     _record(inst)
     if not adopt:
+        _ddl.run(_CREATE_HISTORY)  # first: the data check records what it clears there
         _clear_extra_current_rows(inst, keep_current)
         _add_key(inst, keep_current, descending=layout >= 2)
         _add_status_index(inst)
         if layout >= 2:
             _add_flag_index(inst)
         _add_lock(inst)
-        _ddl.run(_CREATE_HISTORY)
     replace_routines(inst)
     log.info("installed batchflag-db on %s", inst.describe())
     return inst
@@ -588,13 +630,13 @@ def drop(inst: Installation, *, layout: int = LATEST_LAYOUT) -> None:
         if count == 0:
             _ddl.run(f"DROP TABLE `{HISTORY_TABLE}`")
         else:
-            log.warning("kept table %s: it holds %s rows", HISTORY_TABLE, count)
+            notice(log, "kept table %s: it holds %s rows", HISTORY_TABLE, count)
 
 
 # --- the standalone chain (revision 0006 and the revisions before it) --------------
 
-OPTION_NAMES = ("table", "id_column", "flag_column", "status_column", "scope_column", "scope_type")
-"""The installation options ``batchflag upgrade`` and ``-x NAME=VALUE`` take."""
+OPTION_NAMES = installation_names.OPTION_NAMES
+"""The installation options ``batchflag upgrade`` and ``-x NAME=VALUE`` take (Installation's)."""
 
 _ATTRIBUTE = "installation"
 

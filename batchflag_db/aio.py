@@ -30,19 +30,28 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import importlib.util
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Any, TypeAlias, TypeVar
 
+if importlib.util.find_spec("greenlet") is None:  # SQLAlchemy's asyncio needs it
+    raise ImportError(
+        "batchflag_db.aio needs the aio extra (SQLAlchemy's asyncio and aiomysql): "
+        "pip install 'batchflag-db[aio]' (from a checkout: pip install -e '.[aio]')"
+    )
 from sqlalchemy import text
+from sqlalchemy.engine import URL
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from batchflag_db import installation, locks
+from batchflag_db._connection import not_a_connection
 from batchflag_db._retry import DEFAULT_RETRY, RetryPolicy, RetryState, owns_transaction
 from batchflag_db._schema import SET_PROCEDURE, UNSET_PROCEDURE
 from batchflag_db.errors import (
     BatchFlagError,
     DatabaseConnectionError,
+    NotAConnectionError,
     ReadOnlyServerError,
     TransactionConflictError,
     translated_errors,
@@ -77,8 +86,10 @@ AsyncConnectable: TypeAlias = AsyncEngine | AsyncConnection
 _T = TypeVar("_T")
 
 
-def _refuse(conn: object) -> TypeError:
-    return TypeError(
+def _refuse(conn: object) -> NotAConnectionError:
+    if isinstance(conn, (str, URL)):
+        return not_a_connection(conn, "an AsyncEngine or AsyncConnection")
+    return NotAConnectionError(
         f"batchflag_db.aio takes an AsyncEngine or AsyncConnection, not {type(conn).__name__}; "
         "for a sync Engine, Connection or DB-API connection use batchflag_db"
     )

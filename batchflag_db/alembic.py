@@ -1,9 +1,10 @@
 """Alembic operations for a team's own migration chain, and an autogenerate filter.
 
 Importing this module registers three operations on Alembic's ``op``, each with its
-reverse, so ``alembic downgrade`` undoes it::
+reverse, so ``alembic downgrade`` undoes it. Import ``op`` from here: it is Alembic's
+``op``, typed with these operations too, so editors and ``mypy --strict`` know them::
 
-    import batchflag_db.alembic  # noqa: F401  (registers the operations)
+    from batchflag_db.alembic import op  # registers the operations; a typed op
 
     def upgrade():
         op.create_current_flag(table="batch_status", flag_column="is_current",
@@ -29,12 +30,21 @@ Each works online and offline (``alembic upgrade --sql``). In ``env.py``, pass
 from __future__ import annotations
 
 import re
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
+from alembic import op as alembic_op
 from alembic.operations import MigrateOperation, Operations
 
 from batchflag_db import _ddl, _install, _routines
-from batchflag_db._schema import HISTORY_TABLE, KEY_COLUMN, LOCK_TABLE, VERSION_TABLE
+from batchflag_db._schema import (
+    FLAG_COLUMN,
+    HISTORY_TABLE,
+    KEY_COLUMN,
+    LOCK_TABLE,
+    STATUS_COLUMN,
+    TABLE,
+    VERSION_TABLE,
+)
 from batchflag_db.installation import (
     DEFAULT,
     FLAG_INDEX_SUFFIX,
@@ -47,8 +57,10 @@ from batchflag_db.installation import (
 __all__ = [
     "CreateCurrentFlagOp",
     "DropCurrentFlagOp",
+    "FlagOperations",
     "ReplaceCurrentFlagRoutinesOp",
     "include_object",
+    "op",
 ]
 
 OWN_TABLES = frozenset({RECORD_TABLE, LOCK_TABLE, SCOPE_LOCK_TABLE, HISTORY_TABLE, VERSION_TABLE})
@@ -64,10 +76,10 @@ class _InstallationOp(MigrateOperation):
 
     def __init__(
         self,
-        table: str = "batchStatus",
+        table: str = TABLE,
         id_column: str = "id",
-        flag_column: str = "currentBatch",
-        status_column: str = "batchStatus",
+        flag_column: str = FLAG_COLUMN,
+        status_column: str = STATUS_COLUMN,
         scope_column: str | None = None,
         *,
         scope_type: str | None = None,
@@ -88,23 +100,47 @@ class CreateCurrentFlagOp(_InstallationOp):
     """Install batchflag-db on an existing table (``op.create_current_flag``)."""
 
     @classmethod
-    def create_current_flag(cls, operations: Operations, *args: Any, **kwargs: Any) -> Any:
+    def create_current_flag(  # noqa: PLR0917  # Alembic passes op first; the names follow Installation's order
+        cls,
+        operations: Operations,
+        table: str = TABLE,
+        id_column: str = "id",
+        flag_column: str = FLAG_COLUMN,
+        status_column: str = STATUS_COLUMN,
+        scope_column: str | None = None,
+        *,
+        scope_type: str | None = None,
+        keep_current: int | None = None,
+    ) -> None:
         """Install batchflag-db on an existing table, every step idempotent.
 
         Args:
             operations: Alembic's ``op`` (passed by Alembic).
-            *args: ``table``, ``id_column``, ``flag_column``, ``status_column``,
-                ``scope_column``, as for :class:`~batchflag_db.installation.Installation`.
-            **kwargs: The same by name, and ``scope_type`` (required offline with a
-                scope column) and ``keep_current`` (the batch to keep where several
-                are current; default the newest of each scope).
+            table: The table, one row per batch.
+            id_column: Its integer primary key.
+            flag_column: Its numeric or boolean "current" column.
+            status_column: Its text status column.
+            scope_column: A NOT NULL column: one current row per value of it.
+            scope_type: The scope column's type (required offline with a scope column).
+            keep_current: The batch to keep where several are current (default the
+                newest of each scope).
 
         Raises:
             MigrationRefusedError: The table cannot take it (the message says why);
                 nothing changed.
             ConfigurationError: A name is not valid.
         """
-        return operations.invoke(cls(*args, **kwargs))
+        operations.invoke(
+            cls(
+                table,
+                id_column,
+                flag_column,
+                status_column,
+                scope_column,
+                scope_type=scope_type,
+                keep_current=keep_current,
+            )
+        )
 
     def reverse(self) -> DropCurrentFlagOp:
         """The operation ``alembic downgrade`` runs: drop the same installation."""
@@ -116,13 +152,28 @@ class DropCurrentFlagOp(_InstallationOp):
     """Remove batchflag-db from a table, keeping every row and flag (``op.drop_current_flag``)."""
 
     @classmethod
-    def drop_current_flag(cls, operations: Operations, *args: Any, **kwargs: Any) -> Any:
+    def drop_current_flag(  # noqa: PLR0917  # Alembic passes op first; the names follow Installation's order
+        cls,
+        operations: Operations,
+        table: str = TABLE,
+        id_column: str = "id",
+        flag_column: str = FLAG_COLUMN,
+        status_column: str = STATUS_COLUMN,
+        scope_column: str | None = None,
+        *,
+        scope_type: str | None = None,
+    ) -> None:
         """Remove what ``create_current_flag`` made; rows and flag values stay.
 
         The history table stays when it has rows. Takes the same names as
         ``create_current_flag``.
+
+        Raises:
+            ConfigurationError: A name is not valid.
         """
-        return operations.invoke(cls(*args, **kwargs))
+        operations.invoke(
+            cls(table, id_column, flag_column, status_column, scope_column, scope_type=scope_type)
+        )
 
     def reverse(self) -> CreateCurrentFlagOp:
         """Create the same installation again."""
@@ -139,28 +190,37 @@ class ReplaceCurrentFlagRoutinesOp(MigrateOperation):
         self.previous = previous
 
     @classmethod
-    def replace_current_flag_routines(
+    def replace_current_flag_routines(  # noqa: PLR0917  # Alembic passes op first; the names follow Installation's order
         cls,
         operations: Operations,
-        *args: Any,
+        table: str = TABLE,
+        id_column: str = "id",
+        flag_column: str = FLAG_COLUMN,
+        status_column: str = STATUS_COLUMN,
+        scope_column: str | None = None,
+        *,
         version: int,
         previous: int,
-        **kwargs: Any,
-    ) -> Any:
+        scope_type: str | None = None,
+    ) -> None:
         """Re-create every routine from the template files of ``version``.
 
         Args:
             operations: Alembic's ``op`` (passed by Alembic).
-            *args: The installation's names, as for ``create_current_flag``.
+            table: The installation's table, as for ``create_current_flag``.
+            id_column: Its id column.
+            flag_column: Its flag column.
+            status_column: Its status column.
+            scope_column: Its scope column, if any.
             version: The routine version to move to.
             previous: The version a downgrade moves back to.
-            **kwargs: The names by keyword, and ``scope_type``.
+            scope_type: The scope column's type (read from the server online).
 
         Raises:
             ConfigurationError: This batchflag-db has no routine templates of that version.
         """
-        names = _InstallationOp(*args, **kwargs).installation
-        return operations.invoke(cls(names, version, previous))
+        names = Installation(table, id_column, flag_column, status_column, scope_column, scope_type)
+        operations.invoke(cls(names, version, previous))
 
     def reverse(self) -> ReplaceCurrentFlagRoutinesOp:
         """Move the routines back to ``previous``."""
@@ -187,6 +247,61 @@ def _replace_routines(operations: Operations, operation: ReplaceCurrentFlagRouti
     if inst.scoped and inst.scope_type is None and not _ddl.is_offline():
         inst = inst.with_scope_type(_install.read_scope_type(inst))
     _install.replace_routines(inst, operation.version)
+
+
+class FlagOperations(Operations):
+    """Alembic's ``op`` with batchflag-db's operations declared, for type checkers.
+
+    ``from batchflag_db.alembic import op`` is Alembic's own ``op`` (the same object),
+    typed as this class: ``mypy --strict`` then checks ``op.create_current_flag(...)``
+    like ``op.add_column(...)``. The signatures are the classmethods' above;
+    ``tests/test_adoption.py`` checks that they agree.
+    """
+
+    if TYPE_CHECKING:
+
+        def create_current_flag(
+            self,
+            table: str = TABLE,
+            id_column: str = "id",
+            flag_column: str = FLAG_COLUMN,
+            status_column: str = STATUS_COLUMN,
+            scope_column: str | None = None,
+            *,
+            scope_type: str | None = None,
+            keep_current: int | None = None,
+        ) -> None:
+            """Install batchflag-db on an existing table (:class:`CreateCurrentFlagOp`)."""
+
+        def drop_current_flag(
+            self,
+            table: str = TABLE,
+            id_column: str = "id",
+            flag_column: str = FLAG_COLUMN,
+            status_column: str = STATUS_COLUMN,
+            scope_column: str | None = None,
+            *,
+            scope_type: str | None = None,
+        ) -> None:
+            """Remove batchflag-db from a table (:class:`DropCurrentFlagOp`)."""
+
+        def replace_current_flag_routines(
+            self,
+            table: str = TABLE,
+            id_column: str = "id",
+            flag_column: str = FLAG_COLUMN,
+            status_column: str = STATUS_COLUMN,
+            scope_column: str | None = None,
+            *,
+            version: int,
+            previous: int,
+            scope_type: str | None = None,
+        ) -> None:
+            """Move the routines to another version (:class:`ReplaceCurrentFlagRoutinesOp`)."""
+
+
+op = cast(FlagOperations, alembic_op)
+"""Alembic's ``op``, typed with batchflag-db's operations (see :class:`FlagOperations`)."""
 
 
 def include_object(

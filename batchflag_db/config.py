@@ -31,16 +31,54 @@ def env_variable(env: str) -> str:
     return f"BATCHFLAG_{env.upper()}_DATABASE_URL"
 
 
+_DRIVER_PACKAGES = {
+    "pymysql": "PyMySQL",
+    "mysqldb": "mysqlclient",
+    "mysqlconnector": "mysql-connector-python",
+    "mariadbconnector": "mariadb",
+    "aiomysql": "'batchflag-db[aio]'",
+    "asyncmy": "asyncmy",
+}
+"""The pip package that brings each SQLAlchemy MySQL driver name."""
+
+_URL_SHAPE = "mysql+pymysql://USER:PASSWORD@HOST:3306/DATABASE"
+
+
+def _parse(url: str | URL) -> URL:
+    """``make_url`` whose errors name the problem and never the URL (it may hold a password)."""
+    if isinstance(url, URL):
+        return url
+    try:
+        parsed = make_url(url)
+    except ArgumentError:
+        raise ConfigurationError(
+            f"cannot parse the database URL: write it as {_URL_SHAPE}"
+        ) from None
+    except ValueError:  # a port that is not a number
+        raise ConfigurationError(
+            f"the database URL's port is not a number: write it as {_URL_SHAPE}"
+        ) from None
+    if "@" in (parsed.host or "") or "/" in (parsed.host or "") or "@" in (parsed.database or ""):
+        raise ConfigurationError(
+            "the database URL has '@' or '/' where its host should be: is there one in the "
+            "password? Write it percent-encoded ('@' as %40, '/' as %2F, ':' as %3A), "
+            "e.g. urllib.parse.quote_plus(password)"
+        )
+    return parsed
+
+
 def normalize_url(url: str | URL) -> URL:
     """Parse a URL; ``mysql://`` and ``mariadb://`` without a driver get PyMySQL.
 
+    Messages never show the password.
+
     Raises:
-        ConfigurationError: The URL cannot be parsed or is not a MySQL/MariaDB URL.
+        ConfigurationError: The URL cannot be parsed (a port that is not a number, an
+            ``@`` or ``/`` in the password not percent-encoded), is not a MySQL/MariaDB
+            URL, or names a driver that is not installed (the message names the pip
+            command).
     """
-    try:
-        parsed = make_url(url)
-    except ArgumentError as exc:
-        raise ConfigurationError(f"cannot parse database URL: {exc}") from exc
+    parsed = _parse(url)
     backend = parsed.get_backend_name()
     if backend not in ("mysql", "mariadb"):
         raise ConfigurationError(
@@ -50,11 +88,19 @@ def normalize_url(url: str | URL) -> URL:
     if "+" not in parsed.drivername:
         parsed = parsed.set(drivername=f"{backend}+pymysql")
     try:
-        parsed.get_dialect()
+        dialect = parsed.get_dialect()
     except Exception as exc:  # NoSuchModuleError, or the driver's own import error
         raise ConfigurationError(
-            f"unsupported database driver {parsed.drivername!r} ({exc}): "
-            "use mysql+pymysql://USER:PASSWORD@HOST:PORT/DATABASE"
+            f"unsupported database driver {parsed.drivername!r} ({exc}): use {_URL_SHAPE}"
+        ) from None
+    try:
+        dialect.import_dbapi()
+    except ImportError:
+        driver = parsed.get_driver_name()
+        package = _DRIVER_PACKAGES.get(driver, driver)
+        raise ConfigurationError(
+            f"the driver of {parsed.drivername}:// is not installed: pip install {package} "
+            f"(or use {_URL_SHAPE})"
         ) from None
     return parsed
 

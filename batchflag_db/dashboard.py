@@ -85,7 +85,10 @@ class HistoryEntry:
             For ``unset`` it is the batch that was cleared, the same as ``batch_id``.
         action: ``"set"`` or ``"unset"``.
         changed_at: When the flip was written, timezone-aware UTC, microseconds.
-        account: ``USER()`` of the calling session (``user@host`` as it logged in).
+        account: ``USER()`` of the calling session (``user@host`` as it logged in). For
+            a flag the installation's data check cleared, followed by the reason and
+            the batch kept: ``root@localhost (batchflag-db data check: several batches
+            were current; kept batch 7)``.
         connection_id: ``CONNECTION_ID()`` of the calling session.
     """
 

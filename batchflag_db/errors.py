@@ -13,6 +13,7 @@ __all__ = [
     "DatabaseConnectionError",
     "InvalidBatchIdError",
     "MigrationRefusedError",
+    "NotAConnectionError",
     "ReadOnlyServerError",
     "SchemaNotReadyError",
     "TransactionConflictError",
@@ -191,6 +192,13 @@ class MigrationRefusedError(BatchFlagError, RuntimeError):
     """Raised when a migration refuses the database as it is (the message says what to change); nothing changed.
 
     Also a :class:`RuntimeError`, which is what migrations raised before it had a name.
+    """
+
+
+class NotAConnectionError(BatchFlagError, TypeError):
+    """Raised when something other than a connection (a URL string, say) is passed as ``conn``.
+
+    Also a :class:`TypeError`, which is what a wrong argument type is in Python.
     """
 
 

@@ -25,6 +25,7 @@ from batchflag_db._schema import (
     FLAG_COLUMN,
     HISTORY_TABLE,
     KEY_COLUMN,
+    KEY_STORAGE,
     LOCK_TABLE,
     STATUS_COLUMN,
     TABLE,
@@ -40,6 +41,7 @@ from batchflag_db.errors import (
 __all__ = [
     "DEFAULT",
     "FLAG_INDEX_SUFFIX",
+    "OPTION_NAMES",
     "RECORD_TABLE",
     "SCOPE_LOCK_TABLE",
     "STATUS_INDEX_SUFFIX",
@@ -65,6 +67,10 @@ STATUS_INDEX_SUFFIX = "batchflag_status"
 
 FLAG_INDEX_SUFFIX = "batchflag_flag"
 """The flag index of an installation on other names is ``ix_<table>_batchflag_flag``."""
+
+OPTION_NAMES = ("table", "id_column", "flag_column", "status_column", "scope_column", "scope_type")
+"""The options that name an installation: ``batchflag upgrade --table ...``, ``-x table=...``,
+and the keyword arguments of ``op.create_current_flag``."""
 
 _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,63}")
 _IDENTIFIER_LIMIT = 64
@@ -206,6 +212,45 @@ class Installation:
         scope = (self.scope_column,) if self.scope_column else ()
         return (*scope, self.status_column, self.id_column)
 
+    # --- the DDL of batchflag-db's objects on the user's table (install builds it,
+    # doctor compares with it) ---------------------------------------------------
+
+    @property
+    def key_expression(self) -> str:
+        """The key column's generation expression: 1 where the flag is non-zero, else NULL."""
+        return f"IF({quote(self.flag_column)} <> 0, 1, NULL)"
+
+    def add_key_column(self) -> str:
+        """``ALTER TABLE`` adding the generated key column (stored as :data:`KEY_STORAGE`)."""
+        return (
+            f"ALTER TABLE {quote(self.table)} ADD COLUMN {quote(self.key_column)} TINYINT "
+            f"GENERATED ALWAYS AS ({self.key_expression}) {KEY_STORAGE}"
+        )
+
+    def add_key_index(self, name: str, *, descending: bool) -> str:
+        """``ALTER TABLE`` adding the UNIQUE index on :attr:`key_columns` under ``name``."""
+        columns = ", ".join(
+            quote(c) + (" DESC" if descending and c == self.key_column else "")
+            for c in self.key_columns
+        )
+        return f"ALTER TABLE {quote(self.table)} ADD UNIQUE INDEX {quote(name)} ({columns})"
+
+    def add_status_index(self) -> str:
+        """``ALTER TABLE`` adding the status index on :attr:`status_columns`."""
+        columns = ", ".join(quote(c) for c in self.status_columns)
+        return f"ALTER TABLE {quote(self.table)} ADD INDEX {quote(self.status_index)} ({columns})"
+
+    def add_flag_index(self) -> str:
+        """``ALTER TABLE`` adding the index on the flag column."""
+        return (
+            f"ALTER TABLE {quote(self.table)} ADD INDEX {quote(self.flag_index)} "
+            f"({quote(self.flag_column)})"
+        )
+
+    def drop_index(self, name: str) -> str:
+        """``ALTER TABLE`` dropping index ``name``."""
+        return f"ALTER TABLE {quote(self.table)} DROP INDEX {quote(name)}"
+
     def names(self) -> dict[str, str | None]:
         """The user's names, as the record holds them (scope_type aside)."""
         return {
@@ -235,7 +280,7 @@ class Installation:
         Raises:
             ConfigurationError: An option is not a valid name, or is unknown.
         """
-        known = {"table", "id_column", "flag_column", "status_column", "scope_column", "scope_type"}
+        known = set(OPTION_NAMES)
         unknown = sorted(set(options) - known)
         if unknown:
             raise ConfigurationError(

@@ -12,9 +12,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import inspect
 import io
 import re
 import subprocess
+import sys
 import textwrap
 import traceback
 import uuid
@@ -25,16 +27,17 @@ from typing import Any
 import pymysql
 import pytest
 from alembic.config import CommandLine, Config
+from alembic.operations import Operations
 from sqlalchemy import Column, Index, Integer, MetaData, Table, create_engine, pool
 from sqlalchemy.engine import URL
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from batchflag_db import aio, get_current_batch
-from batchflag_db.alembic import include_object
+from batchflag_db.alembic import FlagOperations, include_object
 from batchflag_db.dashboard import resolve_dashboard_batch
 from batchflag_db.doctor import diagnose
 from batchflag_db.errors import ConfigurationError
-from tests.conftest import apply_script, connect, run_cli
+from tests.conftest import apply_script, connect, run_cli, url_text
 
 SCOPE_TYPE = "varchar(32) CHARACTER SET utf8mb4 COLLATE utf8mb4_bin"
 NAMES = (
@@ -46,7 +49,9 @@ from alembic import context
 from sqlalchemy import Column, DateTime, Integer, MetaData, Table, create_engine, pool, text
 from sqlalchemy.dialects.mysql import TINYINT, VARCHAR
 
-from batchflag_db.alembic import include_object
+from alembic.operations import Operations
+
+from batchflag_db.alembic import FlagOperations, include_object
 
 metadata = MetaData()
 Table(
@@ -73,6 +78,54 @@ else:
         with context.begin_transaction():
             context.run_migrations()
 """
+
+INIT_LOGGING = """
+[loggers]
+keys = root,sqlalchemy,alembic
+
+[handlers]
+keys = console
+
+[formatters]
+keys = generic
+
+[logger_root]
+level = WARNING
+handlers = console
+qualname =
+
+[logger_sqlalchemy]
+level = WARNING
+handlers =
+qualname = sqlalchemy.engine
+
+[logger_alembic]
+level = INFO
+handlers =
+qualname = alembic
+
+[handler_console]
+class = StreamHandler
+args = (sys.stderr,)
+level = NOTSET
+formatter = generic
+
+[formatter_generic]
+format = %(levelname)-5.5s [%(name)s] %(message)s
+datefmt = %H:%M:%S
+"""
+"""The logging sections of the alembic.ini that ``alembic init`` writes."""
+
+INIT_FILECONFIG = """
+from logging.config import fileConfig
+
+import batchflag_db.alembic  # imported before fileConfig(), as a team's env.py may
+from alembic import context
+
+if context.config.config_file_name is not None:
+    fileConfig(context.config.config_file_name)  # disable_existing_loggers=True
+"""
+"""The head of the env.py that ``alembic init`` writes: fileConfig() with its defaults."""
 
 T001 = '''
 """the team's table"""
@@ -132,15 +185,18 @@ DIRTY = [
 class TeamProject:
     """The team's Alembic project on one database."""
 
-    def __init__(self, root: Path, url: URL) -> None:
+    def __init__(self, root: Path, url: URL, *, as_alembic_init_writes: bool = False) -> None:
         self.root = root
         self.url = url
         (root / "versions").mkdir(parents=True)
         rendered = url.render_as_string(hide_password=False)
-        (root / "alembic.ini").write_text(
-            f"[alembic]\nscript_location = {root}\nsqlalchemy.url = {rendered}\n"
-        )
-        (root / "env.py").write_text(ENV_PY)
+        ini = f"[alembic]\nscript_location = {root}\nsqlalchemy.url = {rendered}\n"
+        env = ENV_PY
+        if as_alembic_init_writes:  # its logging sections, and fileConfig() with its defaults
+            ini += INIT_LOGGING
+            env = INIT_FILECONFIG + ENV_PY
+        (root / "alembic.ini").write_text(ini)
+        (root / "env.py").write_text(env)
         (root / "script.py.mako").write_text(
             '"""${message}"""\nfrom alembic import op\nimport sqlalchemy as sa\n'
             "revision = ${repr(up_revision)}\ndown_revision = ${repr(down_revision)}\n"
@@ -287,9 +343,11 @@ def fresh_db(server_url: URL) -> Iterator[Callable[[], URL]]:
     admin.close()
 
 
-def prepared(root: Path, url: URL) -> tuple[TeamProject, list[int], list[tuple[Any, ...]]]:
+def prepared(
+    root: Path, url: URL, *, as_alembic_init_writes: bool = False
+) -> tuple[TeamProject, list[int], list[tuple[Any, ...]]]:
     """The team's chain at t001 with dirty data, and the batchflag revision added."""
-    project = TeamProject(root, url)
+    project = TeamProject(root, url, as_alembic_init_writes=as_alembic_init_writes)
     project.ok("upgrade", "t001")
     ids = seed(url)
     before = rows(url)
@@ -464,6 +522,214 @@ class TestTeamProject:
         assert rows(project.url) == before
 
 
+def history_rows(url: URL) -> list[tuple[Any, ...]]:
+    conn = connect(url)
+    try:
+        with conn.cursor() as cur:
+            cur.execute(
+                "SELECT batchId, previousBatchId, action, account FROM currentBatchHistory "
+                "ORDER BY id"
+            )
+            return [tuple(r) for r in cur.fetchall()]
+    finally:
+        conn.close()
+
+
+class TestTheDataCheckIsNeverSilent:
+    """With the env.py ``alembic init`` writes (fileConfig disables existing loggers)."""
+
+    def test_upgrade_prints_each_cleared_id_and_records_it(
+        self, tmp_path: Path, db_url: URL
+    ) -> None:
+        """alembic upgrade names every cleared batch in its output; history has a row each."""
+        project, ids, _ = prepared(tmp_path / "team", db_url, as_alembic_init_writes=True)
+        done = project.alembic("upgrade", "head")
+        assert done.returncode == 0, done.stderr
+        output = done.stdout + done.stderr
+        for cleared in (ids[0], ids[1], ids[2]):
+            assert f"cleared is_current on batch {cleared} (was 1)" in output
+        for kept in (ids[3], ids[4]):
+            assert f"on batch {kept} " not in output
+        history = history_rows(db_url)
+        assert [r[:3] for r in history] == [(i, i, "unset") for i in (ids[0], ids[1], ids[2])]
+        reasons = [str(r[3]) for r in history]
+        assert all("several batches were current in its pipeline" in r for r in reasons)
+        assert reasons[0].endswith(f"kept batch {ids[3]})")
+        assert reasons[2].endswith(f"kept batch {ids[4]})")
+
+    def test_downgrade_says_it_kept_the_history(self, tmp_path: Path, db_url: URL) -> None:
+        """alembic downgrade names the history table it keeps because it has rows."""
+        project, _, _ = prepared(tmp_path / "team", db_url, as_alembic_init_writes=True)
+        project.ok("upgrade", "head")
+        done = project.alembic("downgrade", "t001")
+        assert done.returncode == 0, done.stderr
+        assert "kept table currentBatchHistory: it holds 3 rows" in done.stdout + done.stderr
+
+    def test_script_records_the_cleared_ids(self, tmp_path: Path, db_url: URL) -> None:
+        """Offline (--sql), the script writes the same history rows as it clears."""
+        project, ids, _ = prepared(tmp_path / "team", db_url, as_alembic_init_writes=True)
+        apply_script(db_url, project.ok("upgrade", "t001:head", "--sql"))
+        assert [r[:3] for r in history_rows(db_url)] == [
+            (i, i, "unset") for i in (ids[0], ids[1], ids[2])
+        ]
+
+
+class TestColumnTypes:
+    """A column whose type its option cannot use: refused before any change, naming both."""
+
+    @pytest.mark.parametrize(
+        ("names", "says"),
+        [
+            (
+                'flag_column="state", status_column="is_current"',
+                "column `state` of batch_status is varchar(16)",
+            ),
+            (
+                'flag_column="is_current", status_column="created_at"',
+                "column `created_at` of batch_status is datetime",
+            ),
+            (
+                'flag_column="is_current", status_column="state", scope_column="created_at", '
+                'scope_type="datetime"',
+                "column `created_at` of batch_status is datetime",
+            ),
+        ],
+    )
+    def test_refused_before_any_change(
+        self, tmp_path: Path, db_url: URL, names: str, says: str
+    ) -> None:
+        """alembic upgrade fails with the column and its type; no object, no flag changed."""
+        project, _, before = prepared(tmp_path / "team", db_url)
+        revision = T002.replace(
+            f'op.create_current_flag({NAMES}, scope_type="{SCOPE_TYPE}")',
+            f'op.create_current_flag(table="batch_status", {names})',
+        )
+        assert revision != T002
+        (project.root / "versions" / "t002_batchflag.py").write_text(textwrap.dedent(revision))
+        tables_before = set(objects(db_url))
+        done = project.alembic("upgrade", "head")
+        assert done.returncode != 0
+        assert says in done.stderr
+        assert "1292" not in done.stderr
+        assert rows(db_url) == before
+        assert set(objects(db_url)) == tables_before
+
+
+def tables(url: URL) -> set[str]:
+    return {k for k in objects(url) if not k.startswith(("procedure", "record", "scope"))}
+
+
+@pytest.fixture
+def chain_installed(tmp_path: Path, db_url: URL) -> tuple[TeamProject, list[int]]:
+    """The team's chain at t002: installed by op.create_current_flag, online."""
+    project, ids, _ = prepared(tmp_path / "team", db_url)
+    project.ok("upgrade", "head")
+    return project, ids
+
+
+class TestCommandsOnAChainInstallation:
+    """Every command reads the installation the team's own chain recorded."""
+
+    def test_revision_names_the_teams_revision(
+        self, chain_installed: tuple[TeamProject, list[int]]
+    ) -> None:
+        """batchflag revision says the team's chain installed it, at t002, and exits 0."""
+        project, _ = chain_installed
+        done = run_cli("--url", url_text(project.url), "revision")
+        assert done.returncode == 0, done.stderr
+        assert "your own Alembic chain (alembic_version is at t002)" in done.stdout
+        assert "never migrated" not in done.stdout
+
+    @pytest.mark.parametrize(
+        "args",
+        [
+            (
+                "upgrade",
+                "--table",
+                "batch_status",
+                "--flag-column",
+                "is_current",
+                "--status-column",
+                "state",
+            ),
+            ("upgrade",),
+            ("downgrade", "base"),
+        ],
+    )
+    def test_standalone_migrations_refuse(
+        self, chain_installed: tuple[TeamProject, list[int]], args: tuple[str, ...]
+    ) -> None:
+        """upgrade and downgrade exit 1 naming the owner; no batchflag_alembic_version appears."""
+        project, _ = chain_installed
+        before = objects(project.url)
+        done = run_cli("--url", url_text(project.url), *args)
+        assert done.returncode == 1, done.stdout
+        assert "your own Alembic chain (alembic_version is at t002)" in done.stderr
+        assert len(done.stderr.strip().splitlines()) == 1
+        assert "batchflag_alembic_version" not in tables(project.url)
+        assert objects(project.url) == before
+
+    def test_grant_sql_applies_with_the_client(
+        self, chain_installed: tuple[TeamProject, list[int]]
+    ) -> None:
+        """grant --sql prints grants on batch_status; the mariadb/mysql client applies them."""
+        project, _ = chain_installed
+        user = f"app_{uuid.uuid4().hex[:8]}"
+        call(project.url, f"CREATE USER '{user}'@'%' IDENTIFIED BY 'app-pw'")
+        try:
+            done = run_cli("--url", url_text(project.url), "grant", f"'{user}'@'%'", "--sql")
+            assert done.returncode == 0, done.stderr
+            assert "`batch_status`" in done.stdout
+            assert "batchStatus" not in done.stdout
+            apply_script(project.url, done.stdout)
+            app = project.url.set(username=user, password="app-pw")  # noqa: S106 - test account
+            assert call(app, "SELECT COUNT(*) FROM batch_status") == (len(DIRTY),)
+        finally:
+            call(project.url, f"DROP USER IF EXISTS '{user}'@'%'")
+
+    def test_demo_refuses_with_a_working_suggestion(
+        self, chain_installed: tuple[TeamProject, list[int]]
+    ) -> None:
+        """demo --url leaves the team's database alone and says to run it without a URL."""
+        project, _ = chain_installed
+        before = objects(project.url), rows(project.url)
+        done = run_cli("--url", url_text(project.url), "demo")
+        assert done.returncode == 1
+        assert "run `batchflag demo` with no --url" in done.stderr
+        assert (objects(project.url), rows(project.url)) == before
+
+    def test_doctor_as_a_granted_account(
+        self, chain_installed: tuple[TeamProject, list[int]]
+    ) -> None:
+        """An account given what batchflag grant gives: a note on the revision, exit 0."""
+        project, _ = chain_installed
+        user = f"mon_{uuid.uuid4().hex[:8]}"
+        call(project.url, f"CREATE USER '{user}'@'%' IDENTIFIED BY 'mon-pw'")
+        try:
+            granted = run_cli("--url", url_text(project.url), "grant", f"'{user}'@'%'")
+            assert granted.returncode == 0, granted.stderr
+            app = project.url.set(username=user, password="mon-pw")  # noqa: S106 - test account
+            done = run_cli("--url", url_text(app), "doctor")
+            assert "may not read batchflag_alembic_version" not in done.stderr
+            assert "note    revision: this account may not read" in done.stdout
+            assert done.returncode == 0, done.stdout + done.stderr
+        finally:
+            call(project.url, f"DROP USER IF EXISTS '{user}'@'%'")
+
+
+def test_doctor_on_the_teams_table_names_create_current_flag(tmp_path: Path, db_url: URL) -> None:
+    """The team's table and nothing installed: the fix is op.create_current_flag (or --table)."""
+    project = TeamProject(tmp_path / "team", db_url)
+    project.ok("upgrade", "t001")
+    done = run_cli("--url", url_text(db_url), "doctor")
+    assert done.returncode == 3
+    problems = [line for line in done.stdout.splitlines() if line.startswith("PROBLEM")]
+    assert len(problems) == 1, done.stdout
+    assert 'op.create_current_flag(table="batch_status"' in problems[0]
+    assert "upgrade --table batch_status" in problems[0]
+    assert "downgrade base" not in done.stdout
+
+
 def test_online_and_script_give_the_same_objects(
     tmp_path: Path, fresh_db: Callable[[], URL]
 ) -> None:
@@ -596,6 +862,77 @@ class TestMovingBetweenRevisions:
         done = project.alembic("upgrade", "head")
         assert done.returncode != 0
         assert "routine version 9" in done.stderr
+
+
+TYPED_REVISION = '''
+"""batchflag-db on batch_status, as mypy --strict checks it"""
+from batchflag_db.alembic import op
+
+revision = "t002"
+down_revision = "t001"
+
+
+def upgrade() -> None:
+    op.create_current_flag(
+        table="batch_status", flag_column="is_current", status_column="state",
+        scope_column="pipeline", scope_type="varchar(32)", keep_current=None,
+    )
+    op.replace_current_flag_routines(table="batch_status", version=3, previous=3)
+
+
+def downgrade() -> None:
+    op.drop_current_flag(table="batch_status", flag_column="is_current", status_column="state")
+    op.execute("SELECT 1")  # Alembic's own operations keep their types
+'''
+
+
+class TestTypedOperations:
+    """The operations declare their parameters: for editors, inspect and mypy --strict."""
+
+    @pytest.mark.parametrize(
+        "name", ["create_current_flag", "drop_current_flag", "replace_current_flag_routines"]
+    )
+    def test_signature_lists_the_names(self, name: str) -> None:
+        """inspect.signature of Operations.<name> lists every name, as FlagOperations declares."""
+        registered = inspect.signature(getattr(Operations, name)).parameters
+        assert list(registered)[:6] == [
+            "self",
+            "table",
+            "id_column",
+            "flag_column",
+            "status_column",
+            "scope_column",
+        ]
+        declared = inspect.signature(getattr(FlagOperations, name)).parameters
+        assert [(p.name, p.kind) for p in registered.values()] == [
+            (p.name, p.kind) for p in declared.values()
+        ]
+
+    def _mypy(self, tmp_path: Path, source: str) -> subprocess.CompletedProcess[str]:
+        path = tmp_path / "t002_batchflag.py"
+        path.write_text(source)
+        return subprocess.run(
+            [sys.executable, "-m", "mypy", "--strict", "--no-incremental", str(path)],
+            capture_output=True,
+            text=True,
+            timeout=600,
+            check=False,
+            cwd=tmp_path,
+        )
+
+    def test_mypy_strict_passes_on_a_revision(self, tmp_path: Path) -> None:
+        """A revision calling op.create_current_flag (op from batchflag_db.alembic) type-checks."""
+        done = self._mypy(tmp_path, textwrap.dedent(TYPED_REVISION))
+        assert done.returncode == 0, done.stdout + done.stderr
+
+    def test_mypy_strict_catches_a_misspelled_name(self, tmp_path: Path) -> None:
+        """The same revision with flag_colum= fails the check, naming the argument."""
+        wrong = textwrap.dedent(TYPED_REVISION).replace(
+            'flag_column="is_current", status', 'flag_colum="is_current", status', 1
+        )
+        done = self._mypy(tmp_path, wrong)
+        assert done.returncode == 1
+        assert 'Unexpected keyword argument "flag_colum"' in done.stdout
 
 
 class TestIncludeObject:

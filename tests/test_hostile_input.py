@@ -7,7 +7,9 @@ non-Python application sends), and through the ``batchflag`` command line.
 
 from __future__ import annotations
 
+import asyncio
 import subprocess
+import sys
 import uuid
 from collections.abc import Callable, Iterator
 from decimal import Decimal
@@ -25,12 +27,14 @@ from batchflag_db import (
     DatabaseConnectionError,
     InvalidBatchIdError,
     SchemaNotReadyError,
+    aio,
     get_current_batch,
     migrate,
     set_current_batch,
     unset_current_batch,
 )
 from batchflag_db.config import normalize_url, resolve_url
+from batchflag_db.errors import NotAConnectionError
 from batchflag_db.testing.server import ThrowawayServer, free_port
 from tests.conftest import check_table, connect, current_rows, run_cli
 
@@ -521,6 +525,77 @@ class TestCliHostileInput:
         assert done.returncode != 0
         _assert_clean_error(done)
         assert wrong not in done.stderr + done.stdout
+
+
+class TestUrlsThatHideTheirPassword:
+    """A password with '@' or '/', a port that is not a number: exit 2, one line, no password."""
+
+    @pytest.mark.parametrize(
+        ("url", "says"),
+        [
+            ("mysql+pymysql://app:se@cret-PW9@127.0.0.1:3306/db", "percent-encoded"),
+            ("mysql+pymysql://app:se@cr/et-PW9@127.0.0.1:3306/db", "percent-encoded"),
+            ("mysql+pymysql://app:secret-PW9@127.0.0.1:abc/db", "port is not a number"),
+        ],
+    )
+    def test_exit_2_with_one_line(self, url: str, says: str) -> None:
+        """The command line exits 2 with one line naming the problem, never the password."""
+        done = run_cli("--url", url, "status")
+        assert done.returncode == 2, done.stderr
+        _assert_clean_error(done)
+        assert says in done.stderr
+        assert "cret" not in done.stderr + done.stdout
+
+    def test_percent_encoded_password_parses(self) -> None:
+        """The encoding the message asks for gives back the password as written."""
+        url = normalize_url("mysql+pymysql://app:se%40cr%2Fet@127.0.0.1:3306/db")
+        assert (url.password, url.host, url.database) == ("se@cr/et", "127.0.0.1", "db")
+
+
+class TestMissingDrivers:
+    """A driver or extra that is not installed: the error names the pip command."""
+
+    def _run(self, code: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=False
+        )
+
+    def test_mysqldb_without_mysqlclient(self) -> None:
+        """mysql+mysqldb:// where MySQLdb cannot be imported: pip install mysqlclient."""
+        done = self._run(
+            "import sys; sys.modules['MySQLdb'] = None\n"
+            "from batchflag_db.config import normalize_url\n"
+            "normalize_url('mysql+mysqldb://app:pw@127.0.0.1/db')"
+        )
+        assert "ConfigurationError" in done.stderr
+        assert "pip install mysqlclient" in done.stderr
+
+    def test_aio_without_the_extra(self) -> None:
+        """import batchflag_db.aio without greenlet: pip install 'batchflag-db[aio]'."""
+        done = self._run("import sys; sys.modules['greenlet'] = None\nimport batchflag_db.aio")
+        assert "ImportError" in done.stderr
+        assert "pip install 'batchflag-db[aio]'" in done.stderr
+
+
+class TestUrlWhereAConnectionGoes:
+    """A URL string passed as ``conn``: a NotAConnectionError (a TypeError), no password."""
+
+    def test_sync_wrappers(self, migrated_url: URL) -> None:
+        """set_current_batch and get_current_batch refuse a URL string, naming create_engine."""
+        text_url = migrated_url.render_as_string(hide_password=False)
+        for call in (
+            lambda: set_current_batch(text_url, 1),  # type: ignore[arg-type]  # the mistake tested
+            lambda: get_current_batch(text_url),  # type: ignore[arg-type]  # likewise
+        ):
+            with pytest.raises(NotAConnectionError, match="create_engine") as info:
+                call()
+            assert isinstance(info.value, TypeError)
+            assert text_url not in str(info.value)
+
+    def test_async_wrappers(self, migrated_url: URL) -> None:
+        """batchflag_db.aio refuses a URL string the same way."""
+        with pytest.raises(NotAConnectionError, match="create_async_engine"):
+            asyncio.run(aio.set_current_batch(str(migrated_url), 1))  # type: ignore[arg-type]
 
 
 def _assert_clean_error(done: subprocess.CompletedProcess[str]) -> None:

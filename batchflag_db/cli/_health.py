@@ -4,11 +4,19 @@ from __future__ import annotations
 
 import click
 
-from batchflag_db import grants
+from batchflag_db import grants, installation
+from batchflag_db._connection import connect
 from batchflag_db.cli.group import EXIT_UNHEALTHY
-from batchflag_db.cli.helpers import command_prefix, echo_json, open_engine, resolve_database_url
+from batchflag_db.cli.helpers import (
+    command_prefix,
+    echo_json,
+    get_settings,
+    open_engine,
+    resolve_database_url,
+)
 from batchflag_db.config import describe_url
 from batchflag_db.doctor import diagnose
+from batchflag_db.errors import ConfigurationError
 from batchflag_db.status import read_status, status_lines
 
 __all__ = ["doctor", "grant", "status"]
@@ -72,6 +80,20 @@ def doctor(as_json: bool) -> None:
         click.get_current_context().exit(EXIT_UNHEALTHY)
 
 
+def _recorded_names(database: str | None) -> tuple[str, installation.Installation]:
+    """The database to grant on and its recorded names; the default names without a URL."""
+    if database is not None and not (get_settings().url or get_settings().env):
+        try:
+            url = resolve_database_url()
+        except ConfigurationError:  # --database and no URL: a script for the default names
+            return database, installation.DEFAULT
+    else:
+        url = resolve_database_url()
+    name = str(database or url.database)
+    with open_engine(url) as engine, connect(engine) as link:
+        return name, installation.read(link, name)
+
+
 @click.command(short_help="Grant ACCOUNT the least privilege to flip and read.")
 @click.argument("account")
 @click.option(
@@ -85,12 +107,15 @@ def doctor(as_json: bool) -> None:
 def grant(account: str, as_sql: bool, database: str | None) -> None:
     """Let ACCOUNT ('user'@'host') call the procedures and read batchStatus, nothing more.
 
-    The account may CALL set_current_batch / unset_current_batch and SELECT batchStatus,
-    but not UPDATE currentBatch itself. It must already exist (CREATE USER).
+        The account may CALL set_current_batch / unset_current_batch and SELECT batchStatus
+        (or the table the installation records), but not UPDATE the flag itself. It must
+        already exist (CREATE USER). With --sql the names are read from the database too
+    (with --database and no URL configured, the script is for the default names).
     """
     if as_sql:
-        name = database or resolve_database_url().database
-        for statement in grants.grant_statements(account, str(name)):
+        grants.parse_account(account)  # a bad account is refused before any connection
+        name, inst = _recorded_names(database)
+        for statement in grants.grant_statements(account, name, inst):
             click.echo(f"{statement};")
         return
     url = resolve_database_url()

@@ -6,6 +6,7 @@ import io
 
 import click
 from alembic import command
+from sqlalchemy.engine import URL
 
 from batchflag_db import migrate
 from batchflag_db.cli.group import fail
@@ -16,9 +17,11 @@ from batchflag_db.cli.helpers import (
     get_settings,
     installation_from,
     installation_options,
+    open_engine,
     resolve_database_url,
 )
 from batchflag_db.config import describe_url
+from batchflag_db.owner import Owner, read_owner, refuse_standalone
 
 __all__ = ["PRODUCTION_ENVIRONMENTS", "downgrade", "revision", "sql", "upgrade"]
 
@@ -32,6 +35,11 @@ def _revision_text(revision: str | None) -> str:
 
 def _head_note(revision: str | None) -> str:
     return " (head)" if revision is not None and revision == migrate.head_revision() else ""
+
+
+def _owner(url: URL) -> Owner:
+    with open_engine(url) as engine:
+        return read_owner(engine)
 
 
 @click.command()
@@ -55,6 +63,7 @@ def upgrade(
     is logged.
     """
     url = resolve_database_url()
+    refuse_standalone(_owner(url), f"{command_prefix()} upgrade")
     before = migrate.current_revision(url)
     migrate.upgrade(
         url,
@@ -92,6 +101,7 @@ def downgrade(revision: str, yes: bool) -> None:
             confirmed = False
         if not confirmed:
             fail(f"downgrade of {settings.env} cancelled; pass --yes to skip the question")
+    refuse_standalone(_owner(url), f"{command_prefix()} downgrade")
     before = migrate.current_revision(url)
     migrate.downgrade(url, revision)
     after = migrate.current_revision(url)
@@ -107,12 +117,29 @@ def downgrade(revision: str, yes: bool) -> None:
 @click.command()
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def revision(as_json: bool) -> None:
-    """Show the database's revision and this version's head."""
+    """Show the database's revision and this version's head.
+
+    On an installation made by your own Alembic chain (op.create_current_flag), it
+    names that chain's revision instead: batchflag-db's revisions do not apply there.
+    """
     url = resolve_database_url()
+    owner = _owner(url)
     current = migrate.current_revision(url)
     head = migrate.head_revision()
     if as_json:
-        echo_json({"database_revision": current, "head_revision": head, "at_head": current == head})
+        data: dict[str, object] = {
+            "database_revision": current,
+            "head_revision": head,
+            "at_head": current == head,
+        }
+        if owner.chain:
+            data.update(installed_by="chain", chain_revision=owner.chain_revision)
+        echo_json(data)
+        return
+    if owner.chain:
+        click.echo(f"database: {owner.describe()}")
+        click.echo(f"head:     {head} (batchflag-db's standalone chain; it does not apply here)")
+        click.echo("up to date with your chain: run alembic upgrade head there to change it")
         return
     click.echo(f"database: {_revision_text(current)}")
     click.echo(f"head:     {head}")
