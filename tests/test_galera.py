@@ -140,7 +140,10 @@ def galera() -> Iterator[GaleraCluster | None]:
     if galera_available() is not None:
         yield None
         return
-    with GaleraCluster(NODES) as c:
+    # A read with wsrep_sync_wait on the donor of a rejoining node waits for the whole
+    # rsync SST; on a loaded 2-core machine that took 62 s once, past Galera's default
+    # causal read timeout (30 s, then 1205). The storm's read-backs wait longer instead.
+    with GaleraCluster(NODES, provider_options=["repl.causal_read_timeout=PT120S"]) as c:
         yield c
 
 
@@ -191,6 +194,25 @@ class _Database:
     ids: tuple[int, ...]
 
 
+def _insert_batch(conn: pymysql.Connection, number: int, attempts: int = 5) -> None:
+    """Insert one batch through ``conn`` (autocommit), again after a certification conflict.
+
+    Right after the migration's DDL, an INSERT on one node can still lose certification
+    against another node's (1213, rolled back whole): a Galera client retries it.
+    """
+    for attempt in range(attempts):
+        try:
+            with conn.cursor() as cur:
+                cur.execute(
+                    "INSERT INTO batchStatus (batchDate, batchNumber) VALUES ('2026-11-28', %s)",
+                    (number,),
+                )
+            return
+        except pymysql.err.OperationalError as exc:
+            if exc.args[0] != 1213 or attempt == attempts - 1:
+                raise
+
+
 @pytest.fixture
 def galera_db(cluster: GaleraCluster) -> Iterator[_Database]:
     """A fresh database migrated through node 0, batches inserted through every node.
@@ -209,11 +231,7 @@ def galera_db(cluster: GaleraCluster) -> Iterator[_Database]:
         conns = [_connect(node, name) for node in cluster.nodes]
         try:
             for i in range(total):
-                with conns[i % NODES].cursor() as cur:
-                    cur.execute(
-                        "INSERT INTO batchStatus (batchDate, batchNumber) VALUES ('2026-11-28', %s)",
-                        (i + 1,),
-                    )
+                _insert_batch(conns[i % NODES], i + 1)
         finally:
             for conn in conns:
                 conn.close()
