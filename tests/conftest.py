@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import logging
 import os
 import subprocess
 import traceback
@@ -162,6 +163,49 @@ def url_text(url: URL) -> str:
     return url.render_as_string(hide_password=False)
 
 
+@contextlib.contextmanager
+def isolated_logging() -> Iterator[None]:
+    """Undo, on exit, whatever a command run in this process did to logging.
+
+    A command run in-process as its own process would run (``alembic`` with a team's
+    env.py, ``batchflag``) may call ``logging.config.fileConfig()``, which by default
+    disables every logger that exists already, ``batchflag_db``'s among them, and
+    replaces the root's handlers: later tests in the same process would see no log
+    records. Each logger's level, handlers, propagation and ``disabled`` flag, the
+    root's, and ``logging.disable``'s level are put back as they were.
+    """
+    manager = logging.Logger.manager
+    root = logging.getLogger()
+
+    def state(logger: logging.Logger) -> tuple[int, list[logging.Handler], bool, bool]:
+        return logger.level, list(logger.handlers), logger.propagate, logger.disabled
+
+    saved = {
+        name: state(logger)
+        for name, logger in manager.loggerDict.items()
+        if isinstance(logger, logging.Logger)
+    }
+    saved_root = state(root)
+    saved_disable = manager.disable
+    try:
+        yield
+    finally:
+        logging.disable(saved_disable)
+        for name, logger in list(manager.loggerDict.items()):
+            if not isinstance(logger, logging.Logger):
+                continue
+            level, handlers, propagate, disabled = saved.get(
+                name, (logging.NOTSET, [], True, False)
+            )
+            logger.setLevel(level)
+            logger.handlers[:] = handlers
+            logger.propagate = propagate
+            logger.disabled = disabled
+        level, handlers, _, _ = saved_root
+        root.setLevel(level)
+        root.handlers[:] = handlers
+
+
 def run_cli(
     *args: str, env: Mapping[str, str | None] | None = None, input: str | None = None
 ) -> subprocess.CompletedProcess[str]:
@@ -173,9 +217,10 @@ def run_cli(
     would print it (``Traceback ...``, exit code 1), so a test can still assert that
     there is none. ``env`` sets (or, with None, unsets) variables for the run only.
     """
-    result = CliRunner().invoke(
-        cli, list(args), env=env, input=input, prog_name="batchflag", catch_exceptions=True
-    )
+    with isolated_logging():
+        result = CliRunner().invoke(
+            cli, list(args), env=env, input=input, prog_name="batchflag", catch_exceptions=True
+        )
     stderr = result.stderr
     if result.exc_info is not None and not isinstance(result.exception, SystemExit):
         stderr += "".join(traceback.format_exception(*result.exc_info))

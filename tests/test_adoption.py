@@ -37,7 +37,7 @@ from batchflag_db.alembic import FlagOperations, include_object
 from batchflag_db.dashboard import resolve_dashboard_batch
 from batchflag_db.doctor import diagnose
 from batchflag_db.errors import ConfigurationError
-from tests.conftest import apply_script, connect, run_cli, url_text
+from tests.conftest import apply_script, connect, isolated_logging, run_cli, url_text
 
 SCOPE_TYPE = "varchar(32) CHARACTER SET utf8mb4 COLLATE utf8mb4_bin"
 NAMES = (
@@ -220,7 +220,7 @@ class TeamProject:
         options = line.parser.parse_args(argv)
         out, err = io.StringIO(), io.StringIO()
         code = 0
-        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        with isolated_logging(), contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
             try:
                 toml, ini = line._inis_from_config(options)  # as CommandLine.main() does
                 config = Config(
