@@ -99,14 +99,15 @@ class ServerBinaries:
             f"--user={url.username or 'root'}",
             "--protocol=TCP",
         ]
+        if self.flavour == "mariadb":
+            # MariaDB 11.4+ clients verify the server's certificate by default and warn
+            # that they cannot for a login they count as passwordless: a throwaway root
+            # here, or a password they were given through MYSQL_PWD (below).
+            args.append("--skip-ssl-verify-server-cert")
         if url.password:
             # In the environment, not on the command line, where MySQL's clients warn
             # "Using a password on the command line interface can be insecure".
             return self.command("env", f"MYSQL_PWD={url.password}", path, *args, *extra)
-        if self.flavour == "mariadb":
-            # MariaDB 11.4+ clients verify the server's certificate by default and warn
-            # that they cannot for a login without a password (a throwaway root here).
-            args.append("--skip-ssl-verify-server-cert")
         return self.command(path, *args, *extra)
 
     @property
