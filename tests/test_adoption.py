@@ -920,11 +920,13 @@ class TestTypedOperations:
             cwd=tmp_path,
         )
 
+    @pytest.mark.slow  # mypy in a subprocess: about 10 s
     def test_mypy_strict_passes_on_a_revision(self, tmp_path: Path) -> None:
         """A revision calling op.create_current_flag (op from batchflag_db.alembic) type-checks."""
         done = self._mypy(tmp_path, textwrap.dedent(TYPED_REVISION))
         assert done.returncode == 0, done.stdout + done.stderr
 
+    @pytest.mark.slow  # mypy in a subprocess: about 10 s
     def test_mypy_strict_catches_a_misspelled_name(self, tmp_path: Path) -> None:
         """The same revision with flag_colum= fails the check, naming the argument."""
         wrong = textwrap.dedent(TYPED_REVISION).replace(

@@ -77,6 +77,7 @@ def test_every_checked_command_has_an_example() -> None:
     assert set(CHECKED) <= set(examples()), sorted(examples())
 
 
+@pytest.mark.slow  # runs every checked example of docs/cli.md: about 7 s
 def test_examples_match_the_commands(db_url: URL) -> None:
     """Run the checked commands in the page's order; each prints what the page shows."""
     shown = examples()
