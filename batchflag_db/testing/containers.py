@@ -135,16 +135,17 @@ def _owner_alive(labels: dict[str, str]) -> bool:
 
 
 def remove_stale(client: Any = None) -> list[str]:
-    """Remove the labelled containers of this host whose owner process is gone.
+    """Remove the labelled containers, then networks, of this host whose owner is gone.
 
-    A container of a run that is still going (its owner alive) is kept, as is any
-    container started from another machine.
+    A container or network of a run that is still going (its owner alive) is kept, as
+    is any started from another machine. The networks are the test clusters' own
+    (:mod:`batchflag_db.testing.container`); one still in use is left for later.
 
     Args:
         client: A ``docker.DockerClient`` (default: one from the environment).
 
     Returns:
-        The names of the containers removed.
+        The names of the containers and networks removed.
     """
     import docker  # noqa: PLC0415 - testcontainers' dependency, loaded only when Docker is used
 
@@ -160,6 +161,13 @@ def remove_stale(client: Any = None) -> list[str]:
             with contextlib.suppress(docker.errors.NotFound):  # removed meanwhile
                 container.remove(force=True, v=True)
                 removed.append(str(container.name))
+        for network in client.networks.list(filters={"label": SUITE_LABEL}):
+            labels = network.attrs.get("Labels") or {}
+            if labels.get(OWNER_HOST_LABEL) != host or _owner_alive(labels):
+                continue
+            with contextlib.suppress(docker.errors.APIError):  # gone, or still in use
+                network.remove()
+                removed.append(str(network.name))
     finally:
         if own_client:
             client.close()
